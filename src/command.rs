@@ -1,0 +1,82 @@
+//! Commands: the fold's only output. The effector runs each one idempotently and journals the outcome.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::api::OperationStatus;
+use crate::key::OpKey;
+use crate::record::{ChildKind, TimerKind};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Command {
+    /// Derived from the Operation UID, step and a per-Operation counter: stable across replays.
+    pub id: String,
+    pub op: OpKey,
+    pub action: Action,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Action {
+    /// Create a child; AlreadyExists with our UID label counts as done.
+    CreateChild { kind: ChildKind, namespace: String, name: String, step: u32, manifest: serde_json::Value },
+    /// Delete a child (cancel, cleanup). NotFound counts as done.
+    DeleteChild { kind: ChildKind, namespace: String, name: String },
+    /// Merge-patch a child (Argo `spec.shutdown`).
+    PatchChild { kind: ChildKind, namespace: String, name: String, patch: serde_json::Value },
+    /// Server-side apply of the whole status, field manager `vworkspace-operator`.
+    PatchStatus { status: Box<OperationStatus> },
+    /// One events.k8s.io/v1 Event on the Operation.
+    EmitEvent { event_type: EventType, reason: String, note: String, action: String },
+    /// Set the target's `spec.chart.version` (Upgrade), guarded by the expected current version.
+    PatchTargetVersion { target: String, version: String, expected_current: String },
+    /// Read hooks of one event from the target's newest Helm release record.
+    LoadHelmHooks { release: String, event: String },
+    SetTimer { timer: TimerKind, at: DateTime<Utc> },
+    AddFinalizer,
+    RemoveFinalizer,
+    /// Delete the Operation itself (template retention).
+    DeleteOperation,
+}
+
+impl Action {
+    /// Short stable name, for metrics, logs and timelines.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::CreateChild { .. } => "CreateChild",
+            Action::DeleteChild { .. } => "DeleteChild",
+            Action::PatchChild { .. } => "PatchChild",
+            Action::PatchStatus { .. } => "PatchStatus",
+            Action::EmitEvent { .. } => "EmitEvent",
+            Action::PatchTargetVersion { .. } => "PatchTargetVersion",
+            Action::LoadHelmHooks { .. } => "LoadHelmHooks",
+            Action::SetTimer { .. } => "SetTimer",
+            Action::AddFinalizer => "AddFinalizer",
+            Action::RemoveFinalizer => "RemoveFinalizer",
+            Action::DeleteOperation => "DeleteOperation",
+        }
+    }
+
+    /// Whether the command leaves a trace in the cluster (and so an outcome record).
+    pub fn has_outcome(&self) -> bool {
+        !matches!(self, Action::SetTimer { .. })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+/// A hook Job as recorded in a Helm release, converted to JSON by the effector.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmHook {
+    pub name: String,
+    pub kind: String,
+    pub weight: i64,
+    pub events: Vec<String>,
+    pub manifest: serde_json::Value,
+}

@@ -1,0 +1,91 @@
+//! Deterministic names and IDs: derived from the Operation UID and step, never random (DESIGN §3).
+
+use sha2::{Digest, Sha256};
+
+/// Hex of the first `n` bytes of sha256 over `parts` joined by ':'.
+pub fn short_hash(parts: &[&str], n: usize) -> String {
+    let mut h = Sha256::new();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            h.update(b":");
+        }
+        h.update(p.as_bytes());
+    }
+    h.finalize().iter().take(n).map(|b| format!("{b:02x}")).collect()
+}
+
+/// `<prefix>-<hash8>`, at most 63 characters and a valid DNS-1123 label.
+/// `prefix` is the Operation name, or `<namespace>-<name>` for children in Velero's namespace.
+pub fn child_name(prefix: &str, uid: &str, step: u32) -> String {
+    let hash = short_hash(&[uid, &step.to_string()], 4);
+    let room = 63 - 1 - hash.len();
+    let mut head: String = prefix
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .take(room)
+        .collect();
+    while head.ends_with('-') {
+        head.pop();
+    }
+    if head.is_empty() || !head.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        format!("op-{hash}")
+    } else {
+        format!("{head}-{hash}")
+    }
+}
+
+/// The ID of the command that made step `step` do `what`: stable across replays and restarts.
+pub fn command_id(uid: &str, step: u32, what: &str) -> String {
+    format!("{}-{step}-{what}", short_hash(&[uid], 6))
+}
+
+/// A label value (at most 63 characters); long names keep a hash suffix so they stay unique.
+pub fn label_value(name: &str) -> String {
+    if name.len() <= 63 {
+        name.to_string()
+    } else {
+        let hash = short_hash(&[name], 4);
+        let mut head: String = name.chars().take(63 - 1 - hash.len()).collect();
+        while head.ends_with(['-', '.', '_']) {
+            head.pop();
+        }
+        format!("{head}-{hash}")
+    }
+}
+
+/// W3C-compatible trace ID (32 hex) derived from the Operation UID.
+pub fn trace_id(uid: &str) -> String {
+    short_hash(&["trace", uid], 16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_stable_bounded_and_distinct_per_step() {
+        let long = "a".repeat(300);
+        let n = child_name(&long, "uid-1", 0);
+        assert!(n.len() <= 63, "{n}");
+        assert_eq!(n, child_name(&long, "uid-1", 0));
+        assert_ne!(n, child_name(&long, "uid-1", 1));
+        assert_ne!(n, child_name(&long, "uid-2", 0));
+        assert_eq!(child_name("nightly.backup", "u", 0).split('-').next(), Some("nightly"));
+        assert!(child_name("---", "u", 0).starts_with("op-"));
+    }
+
+    #[test]
+    fn label_values_fit() {
+        assert_eq!(label_value("short"), "short");
+        let l = label_value(&"x".repeat(200));
+        assert!(l.len() <= 63);
+        assert_ne!(l, label_value(&format!("{}y", "x".repeat(199))));
+    }
+
+    #[test]
+    fn trace_id_is_32_hex() {
+        let t = trace_id("0f5e3b2a-uid");
+        assert_eq!(t.len(), 32);
+        assert!(t.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+}

@@ -1,0 +1,171 @@
+//! PURE. `step(state, record) -> commands`: the one place where the operator decides anything.
+//! No clock (time is `record.at`), no I/O, no randomness, no HashMap iteration.
+
+pub mod conditions;
+pub mod observe;
+pub mod op;
+pub mod outcome;
+pub mod preconditions;
+pub mod reconcile;
+pub mod validate;
+pub mod world;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::Command;
+use crate::key::{ObjKey, OpKey};
+use crate::record::{Record, RecordBody, ResourceKind};
+use op::OpState;
+use preconditions::Holder;
+use reconcile::Env;
+use world::World;
+
+/// Everything folded so far: the observed world and one state machine per Operation.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub world: World,
+    pub ops: BTreeMap<OpKey, OpState>,
+    /// Operation UID → key, to route child events by their UID label.
+    pub by_uid: BTreeMap<String, OpKey>,
+    /// Non-terminal Operations by (namespace, target): the per-target queues.
+    pub by_target: BTreeMap<(String, String), BTreeSet<OpKey>>,
+    /// Highest `seq` folded; older records (already in a snapshot) are skipped.
+    pub last_seq: u64,
+}
+
+/// Which Operations a record may change.
+#[derive(Debug, Default)]
+pub(crate) struct Touched {
+    pub ops: BTreeSet<OpKey>,
+    /// Every active Operation that has not started (templates, secrets, discovery).
+    pub all_unstarted: bool,
+    /// Every Operation (the last relist finished: time to act).
+    pub all: bool,
+}
+
+/// Folds one record. Deterministic and idempotent: the same records give the same commands.
+pub fn step(state: &mut State, record: &Record) -> Vec<Command> {
+    if record.seq != 0 && record.seq <= state.last_seq {
+        return Vec::new();
+    }
+    state.last_seq = state.last_seq.max(record.seq);
+    let mut out = Vec::new();
+    let mut touched = Touched::default();
+    match &record.body {
+        RecordBody::Observed(o) => observe::observed(state, o, record.at, &mut touched),
+        RecordBody::Discovery(d) => {
+            state.world.discovery(d);
+            touched.all_unstarted = true;
+        }
+        RecordBody::Timer(t) => {
+            if let Some(op) = state.ops.get_mut(&t.op) {
+                op.timers.remove(&t.timer);
+                touched.ops.insert(t.op.clone());
+            }
+        }
+        RecordBody::Outcome(o) => {
+            if let Some(op) = state.ops.get_mut(&o.op) {
+                outcome::apply(op, o, record.at, &mut out);
+                touched.ops.insert(o.op.clone());
+            }
+        }
+    }
+    reconcile_touched(state, touched, record.at, &mut out);
+    out
+}
+
+/// Whether every watched kind has finished its first list: before that, absence means nothing.
+fn synced(world: &World) -> bool {
+    ResourceKind::ALL.iter().all(|k| world.is_synced(*k))
+}
+
+fn holders(state: &State, op: &OpState) -> Vec<Holder> {
+    let Some(target) = op.target_name() else { return Vec::new() };
+    let key = (op.key.namespace.clone(), target.to_string());
+    let Some(peers) = state.by_target.get(&key) else { return Vec::new() };
+    peers
+        .iter()
+        .filter(|k| **k != op.key)
+        .filter_map(|k| state.ops.get(k))
+        .filter(|o| !o.is_terminal() && !o.is_dry_run() && !o.deleting)
+        .filter(|o| o.conditions.status(crate::api::ConditionType::Accepted) == crate::api::ConditionStatus::True)
+        .map(|o| Holder {
+            name: o.key.name.clone(),
+            started: o.started.is_some(),
+            exclusive: o.template.as_ref().is_none_or(|(_, t)| t.preconditions.exclusive),
+            order: (o.created, o.key.name.clone()),
+        })
+        .collect()
+}
+
+fn reindex(state: &mut State, key: &OpKey) {
+    let Some(op) = state.ops.get(key) else { return };
+    let Some(target) = op.target_name() else { return };
+    let tkey = (key.namespace.clone(), target.to_string());
+    if op.is_terminal() {
+        if let Some(set) = state.by_target.get_mut(&tkey) {
+            set.remove(key);
+            if set.is_empty() {
+                state.by_target.remove(&tkey);
+            }
+        }
+    } else {
+        state.by_target.entry(tkey).or_default().insert(key.clone());
+    }
+}
+
+/// A summary of what other Operations on the target see of this one.
+fn queue_view(op: &OpState) -> (bool, bool, crate::api::ConditionStatus) {
+    (op.is_terminal(), op.started.is_some(), op.conditions.status(crate::api::ConditionType::Accepted))
+}
+
+fn reconcile_touched(state: &mut State, touched: Touched, now: chrono::DateTime<chrono::Utc>, out: &mut Vec<Command>) {
+    if !synced(&state.world) {
+        return;
+    }
+    let mut todo: BTreeSet<OpKey> = touched.ops;
+    if touched.all {
+        todo.extend(state.ops.keys().cloned());
+    } else if touched.all_unstarted {
+        todo.extend(state.by_target.values().flatten().filter(|k| state.ops.get(*k).is_some_and(|o| o.started.is_none())).cloned());
+    }
+    // A finished or started Operation moves its target's queue: revisit the peers, a bounded number of rounds.
+    for _round in 0..4 {
+        if todo.is_empty() {
+            break;
+        }
+        let mut next = BTreeSet::new();
+        for key in std::mem::take(&mut todo) {
+            let Some(op) = state.ops.get(&key) else { continue };
+            let before = queue_view(op);
+            let peers = holders(state, op);
+            let Some(mut op) = state.ops.remove(&key) else { continue };
+            let env = Env { world: &state.world, now, holders: peers };
+            reconcile::reconcile(&mut op, &env, out);
+            let after = queue_view(&op);
+            let target = op.target_name().map(|t| (key.namespace.clone(), t.to_string()));
+            state.ops.insert(key.clone(), op);
+            reindex(state, &key);
+            if before != after
+                && let Some(t) = target
+                && let Some(peers) = state.by_target.get(&t)
+            {
+                next.extend(peers.iter().filter(|k| **k != key).cloned());
+            }
+        }
+        todo = next;
+    }
+}
+
+/// Routes a child to its Operation by the UID label.
+pub(crate) fn owner_of(state: &State, child: &serde_json::Value) -> Option<OpKey> {
+    let uid = child.pointer("/metadata/labels")?.get(crate::api::LABEL_OPERATION_UID)?.as_str()?;
+    state.by_uid.get(uid).cloned()
+}
+
+/// Operations whose target is `app`.
+pub(crate) fn ops_on_target(state: &State, app: &ObjKey) -> Vec<OpKey> {
+    state.by_target.get(&(app.namespace.clone(), app.name.clone())).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+}

@@ -1,0 +1,170 @@
+//! Folding watch events: Operations become state machines, everything else goes to the world.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::op::{OpState, RollbackState, UpgradeState};
+use super::world::Change;
+use super::{State, Touched, ops_on_target, owner_of};
+use crate::api::{FINALIZER, OperationSpec, OperationStatus};
+use crate::key::{ObjKey, OpKey};
+use crate::record::{Observed, ResourceKind, WatchEvent};
+
+pub(crate) fn observed(state: &mut State, o: &Observed, at: DateTime<Utc>, touched: &mut Touched) {
+    let obj = o.object.as_ref();
+    let key = obj.and_then(ObjKey::of);
+    match (o.event, obj, key) {
+        (WatchEvent::Init, _, _) => state.world.relist_begin(o.resource),
+        (WatchEvent::InitApply, Some(obj), Some(key)) => state.world.relist_item(o.resource, key, obj.clone()),
+        (WatchEvent::InitDone, _, _) => {
+            let was_synced = super::synced(&state.world);
+            let (changes, ops) = state.world.relist_end(o.resource);
+            if o.resource == ResourceKind::Operation {
+                relist_ops(state, ops, at, touched);
+            }
+            for c in changes {
+                route_change(state, &c, touched);
+            }
+            if !was_synced && super::synced(&state.world) {
+                touched.all = true;
+            }
+        }
+        (WatchEvent::Apply, Some(obj), Some(key)) => {
+            if o.resource == ResourceKind::Operation {
+                apply_op(state, obj, at, touched);
+            } else {
+                state.world.apply(o.resource, key.clone(), obj.clone());
+                route_change(state, &Change::Applied(o.resource, key, obj.clone()), touched);
+            }
+        }
+        (WatchEvent::Delete, Some(obj), Some(key)) => {
+            if o.resource == ResourceKind::Operation {
+                delete_op(state, &OpKey::new(key.namespace, key.name), touched);
+            } else {
+                state.world.delete(o.resource, &key);
+                route_change(state, &Change::Deleted(o.resource, key, Some(obj.clone())), touched);
+            }
+        }
+        // An event without an object, or an object without a name: nothing to fold.
+        _ => {}
+    }
+}
+
+/// Which Operations a change to the world concerns.
+fn route_change(state: &State, change: &Change, touched: &mut Touched) {
+    let (kind, key, obj) = match change {
+        Change::Applied(k, key, o) => (*k, key, Some(o)),
+        Change::Deleted(k, key, o) => (*k, key, o.as_ref()),
+    };
+    match kind {
+        ResourceKind::ApplicationInstance => touched.ops.extend(ops_on_target(state, key)),
+        ResourceKind::OperationTemplate | ResourceKind::Secret => touched.all_unstarted = true,
+        ResourceKind::Child(_) => {
+            if let Some(op) = obj.and_then(|o| owner_of(state, o)) {
+                touched.ops.insert(op);
+            }
+        }
+        ResourceKind::Operation => {}
+    }
+}
+
+fn relist_ops(state: &mut State, fresh: std::collections::BTreeMap<ObjKey, Value>, at: DateTime<Utc>, touched: &mut Touched) {
+    let gone: Vec<OpKey> = state
+        .ops
+        .keys()
+        .filter(|k| !fresh.contains_key(&ObjKey::new(k.namespace.clone(), k.name.clone())))
+        .cloned()
+        .collect();
+    for k in gone {
+        delete_op(state, &k, touched);
+    }
+    for obj in fresh.values() {
+        apply_op(state, obj, at, touched);
+    }
+}
+
+fn delete_op(state: &mut State, key: &OpKey, touched: &mut Touched) {
+    if let Some(op) = state.ops.remove(key) {
+        state.by_uid.remove(&op.uid);
+        if let Some(t) = op.target_name() {
+            let tkey = (key.namespace.clone(), t.to_string());
+            if let Some(set) = state.by_target.get_mut(&tkey) {
+                set.remove(key);
+                touched.ops.extend(set.iter().cloned());
+                if set.is_empty() {
+                    state.by_target.remove(&tkey);
+                }
+            }
+        }
+    }
+}
+
+fn parse_time(v: Option<&Value>) -> Option<DateTime<Utc>> {
+    v.and_then(Value::as_str).and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|t| t.with_timezone(&Utc))
+}
+
+fn apply_op(state: &mut State, obj: &Value, at: DateTime<Utc>, touched: &mut Touched) {
+    let Some(key) = ObjKey::of(obj).map(|k| OpKey::new(k.namespace, k.name)) else { return };
+    let meta = &obj["metadata"];
+    let uid = meta.get("uid").and_then(Value::as_str).unwrap_or_default().to_string();
+    if uid.is_empty() {
+        return;
+    }
+    // Same name, new UID: the old Operation is gone and this is a new one.
+    if state.ops.get(&key).is_some_and(|o| o.uid != uid) {
+        delete_op(state, &key, touched);
+    }
+    let generation = meta.get("generation").and_then(Value::as_i64).unwrap_or(1);
+    let deleting = meta.get("deletionTimestamp").is_some();
+    let has_finalizer = meta
+        .get("finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| f.iter().any(|v| v.as_str() == Some(FINALIZER)));
+    let parsed = obj.get("spec").cloned().map(serde_json::from_value::<OperationSpec>);
+    let op = state.ops.entry(key.clone()).or_insert_with(|| {
+        let created = parse_time(meta.get("creationTimestamp")).unwrap_or(at);
+        let mut op = OpState::new(key.clone(), uid.clone(), created);
+        match &parsed {
+            Some(Ok(spec)) => op.spec = Some(spec.clone()),
+            Some(Err(e)) => op.spec_error = Some(format!("spec does not parse: {e}")),
+            None => op.spec_error = Some("spec is missing".into()),
+        }
+        if let Some(status) = obj.get("status").and_then(|s| serde_json::from_value::<OperationStatus>(s.clone()).ok()) {
+            adopt(&mut op, status);
+        }
+        op
+    });
+    op.generation = generation;
+    op.deleting = deleting;
+    op.has_finalizer = has_finalizer || (op.has_finalizer && !deleting);
+    // Only `cancel` may change after creation; a changed spec otherwise is ignored (CEL forbids it).
+    if let (Some(spec), Some(Ok(new))) = (op.spec.as_mut(), parsed) {
+        spec.cancel = new.cancel;
+    }
+    state.by_uid.insert(uid, key.clone());
+    touched.ops.insert(key.clone());
+    super::reindex(state, &key);
+}
+
+/// Takes over what the cluster already shows, after a lost journal: the cluster is the truth.
+fn adopt(op: &mut OpState, status: OperationStatus) {
+    if status.conditions.is_empty() {
+        return;
+    }
+    op.conditions.adopt(&status.conditions);
+    op.started = status.start_time;
+    op.completed = status.completion_time;
+    op.outputs = status.outputs.clone();
+    op.engine = status.engine.clone();
+    op.plan = status.plan.clone();
+    op.queue_position = status.queue_position;
+    if let (Some(prev), Some(ver)) = (status.outputs.get("previousVersion"), status.outputs.get("version")) {
+        op.upgrade = Some(UpgradeState {
+            previous: prev.clone(),
+            version: ver.clone(),
+            generation: status.outputs.get("targetGeneration").and_then(|g| g.parse().ok()),
+            rollback: RollbackState::None,
+        });
+    }
+    op.last_status = Some(status);
+}

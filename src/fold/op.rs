@@ -1,0 +1,167 @@
+//! Per-Operation state: everything the fold remembers about one Operation.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::conditions::Conditions;
+use crate::api::{EngineStatus, OperationSpec, OperationStatus, OperationTemplateSpec, PlannedChild};
+use crate::command::HelmHook;
+use crate::engine::EngineKind;
+use crate::key::OpKey;
+use crate::record::{ChildKind, TimerKind};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OpState {
+    pub key: OpKey,
+    pub uid: String,
+    pub generation: i64,
+    /// `metadata.creationTimestamp`, or the record time it was first seen.
+    pub created: DateTime<Utc>,
+    /// Frozen at first sight: only `cancel` may change afterwards.
+    pub spec: Option<OperationSpec>,
+    /// Why the spec could not be read, if it could not.
+    pub spec_error: Option<String>,
+    pub has_finalizer: bool,
+    pub deleting: bool,
+    pub conditions: Conditions,
+    /// Resolved template name and spec, frozen once the Operation starts.
+    pub template: Option<(String, OperationTemplateSpec)>,
+    pub started: Option<DateTime<Utc>>,
+    pub completed: Option<DateTime<Utc>>,
+    pub steps: Vec<StepState>,
+    pub hooks: Option<Vec<HelmHook>>,
+    pub upgrade: Option<UpgradeState>,
+    pub cancel: CancelState,
+    pub outputs: BTreeMap<String, String>,
+    pub engine: Option<EngineStatus>,
+    pub plan: Vec<PlannedChild>,
+    pub queue_position: Option<u32>,
+    /// Last status sent (or adopted from the cluster); a patch goes out only when it differs.
+    pub last_status: Option<OperationStatus>,
+    pub timers: BTreeMap<TimerKind, DateTime<Utc>>,
+    /// Commands sent and not yet answered, by ID.
+    pub pending: BTreeMap<String, Pending>,
+    pub counter: u64,
+    pub cancel_ignored_reported: bool,
+    pub finalizer_requested: bool,
+    pub cleanup: Cleanup,
+    /// The engine, resolved at acceptance.
+    pub kind: Option<EngineKind>,
+}
+
+impl OpState {
+    pub fn new(key: OpKey, uid: String, created: DateTime<Utc>) -> Self {
+        Self {
+            key,
+            uid,
+            generation: 1,
+            created,
+            spec: None,
+            spec_error: None,
+            has_finalizer: false,
+            deleting: false,
+            conditions: Conditions::default(),
+            template: None,
+            started: None,
+            completed: None,
+            steps: Vec::new(),
+            hooks: None,
+            upgrade: None,
+            cancel: CancelState::NotRequested,
+            outputs: BTreeMap::new(),
+            engine: None,
+            plan: Vec::new(),
+            queue_position: None,
+            last_status: None,
+            timers: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            counter: 0,
+            cancel_ignored_reported: false,
+            finalizer_requested: false,
+            cleanup: Cleanup::default(),
+            kind: None,
+        }
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        self.conditions.is_terminal()
+    }
+
+    pub fn is_dry_run(&self) -> bool {
+        self.spec.as_ref().is_some_and(|s| s.dry_run)
+    }
+
+    pub fn target_name(&self) -> Option<&str> {
+        self.spec.as_ref().map(|s| s.target.name.as_str())
+    }
+
+    pub fn has_pending(&self, what: &Pending) -> bool {
+        self.pending.values().any(|p| p == what)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepState {
+    pub step: u32,
+    pub kind: ChildKind,
+    pub namespace: String,
+    pub name: String,
+    pub create: CreateState,
+    /// Observed in the cluster at least once.
+    pub seen: bool,
+    pub done: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CreateState {
+    /// Not sent yet (or to be sent again after a transient failure).
+    NotSent,
+    Sent,
+    Created,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeState {
+    pub previous: String,
+    pub version: String,
+    /// Generation the target reached with the patch.
+    pub generation: Option<i64>,
+    pub rollback: RollbackState,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RollbackState {
+    None,
+    Sent { reason: String, message: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CancelState {
+    NotRequested,
+    /// The stop command is out; Cancelled once it succeeds.
+    Stopping,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cleanup {
+    pub deletes_sent: bool,
+    pub finalizer_removal_sent: bool,
+    pub retention_delete_sent: bool,
+}
+
+/// What an unanswered command was for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Pending {
+    Create { step: u32 },
+    Stop { step: u32 },
+    Status,
+    Event,
+    PatchTarget { rollback: bool },
+    LoadHooks,
+    AddFinalizer,
+    RemoveFinalizer,
+    CleanupDelete { step: u32 },
+    DeleteOperation,
+}

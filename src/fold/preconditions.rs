@@ -1,0 +1,92 @@
+//! `PreconditionsMet` (DESIGN §2): target Ready, no conflicting Operation ahead in the target's
+//! queue (oldest first), and the template's prerequisite Secrets exist. Waiting is Blocked, not Failed.
+
+use serde_json::Value;
+
+use super::op::OpState;
+use super::world::World;
+use crate::api::{OperationTemplateSpec, reason};
+use crate::key::ObjKey;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Preconditions {
+    Met,
+    Blocked { reason: &'static str, message: String, queue_position: Option<u32> },
+}
+
+/// Another Operation on the same target, as the queue sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    pub name: String,
+    pub started: bool,
+    pub exclusive: bool,
+    /// (creationTimestamp, name): queue order.
+    pub order: (chrono::DateTime<chrono::Utc>, String),
+}
+
+pub fn target_ready(app: &Value) -> Option<(bool, String)> {
+    let c = app.pointer("/status/conditions")?.as_array()?.iter().find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))?;
+    let ready = c.get("status").and_then(Value::as_str) == Some("True");
+    let msg = c.get("message").and_then(Value::as_str).unwrap_or("").to_string();
+    Some((ready, msg))
+}
+
+pub fn check(op: &OpState, template: &OperationTemplateSpec, world: &World, others: &[Holder]) -> Preconditions {
+    let ns = &op.key.namespace;
+    let target = op.target_name().unwrap_or_default();
+    let me = (op.created, op.key.name.clone());
+    let exclusive = template.preconditions.exclusive;
+    let ahead: Vec<&Holder> = others
+        .iter()
+        .filter(|h| h.started || h.order < me)
+        .filter(|h| exclusive || h.exclusive)
+        .collect();
+    if !ahead.is_empty() {
+        let mut names: Vec<&str> = ahead.iter().map(|h| h.name.as_str()).collect();
+        names.sort();
+        return Preconditions::Blocked {
+            reason: reason::CONFLICTING_OPERATION,
+            message: format!(
+                "waiting for {} on {target} to finish ({}); queue position {}",
+                if ahead.len() == 1 { "Operation" } else { "Operations" },
+                names.join(", "),
+                ahead.len()
+            ),
+            queue_position: Some(ahead.len() as u32),
+        };
+    }
+    if template.preconditions.require_target_ready {
+        match world.apps.get(&ObjKey::new(ns.clone(), target)).and_then(target_ready) {
+            Some((true, _)) => {}
+            Some((false, msg)) => {
+                return Preconditions::Blocked {
+                    reason: reason::TARGET_NOT_READY,
+                    message: format!("ApplicationInstance {target} is not Ready: {msg}"),
+                    queue_position: None,
+                };
+            }
+            None => {
+                return Preconditions::Blocked {
+                    reason: reason::TARGET_NOT_READY,
+                    message: format!("ApplicationInstance {target} reports no Ready condition yet"),
+                    queue_position: None,
+                };
+            }
+        }
+    }
+    let missing: Vec<&str> = template
+        .preconditions
+        .required_secrets
+        .iter()
+        .filter(|s| !world.secrets.contains(&ObjKey::new(ns.clone(), s.as_str())))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Preconditions::Blocked {
+            reason: reason::MISSING_SECRET,
+            message: format!("waiting for Secret {} in namespace {ns}", missing.join(", ")),
+            queue_position: None,
+        };
+    }
+    Preconditions::Met
+}

@@ -1,0 +1,174 @@
+//! What the operator has observed of the cluster, folded from watch records. Relists are
+//! buffered from Init to InitDone and then swapped in, as kube's reflector store does, so a
+//! relist that coalesced missed updates (or missed deletes) converges.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::api::{ApplicationInstance, OperationTemplate};
+use crate::key::ObjKey;
+use crate::record::{ChildKind, Discovery, ResourceKind};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct World {
+    /// Cluster-scoped, by name.
+    pub templates: BTreeMap<String, OperationTemplate>,
+    /// Templates that do not parse, with the error, so Operations can say why.
+    pub bad_templates: BTreeMap<String, String>,
+    pub apps: BTreeMap<ObjKey, Value>,
+    /// Secret names only (values never reach the fold).
+    pub secrets: BTreeSet<ObjKey>,
+    pub children: BTreeMap<(ChildKind, ObjKey), Value>,
+    /// Child kinds whose CRDs are installed. Until the first Discovery record, all are.
+    pub installed: BTreeSet<ChildKind>,
+    /// Kinds the runtime watches, which stay unsynced until their first InitDone.
+    pub watched: BTreeSet<ResourceKind>,
+    pub synced: BTreeSet<ResourceKind>,
+    /// Relists in progress: the objects seen since Init.
+    pub relists: BTreeMap<ResourceKind, BTreeMap<ObjKey, Value>>,
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self {
+            templates: BTreeMap::new(),
+            bad_templates: BTreeMap::new(),
+            apps: BTreeMap::new(),
+            secrets: BTreeSet::new(),
+            children: BTreeMap::new(),
+            installed: ChildKind::ALL.into_iter().collect(),
+            watched: BTreeSet::new(),
+            synced: BTreeSet::new(),
+            relists: BTreeMap::new(),
+        }
+    }
+}
+
+/// A change to one object, after relist diffing.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    Applied(ResourceKind, ObjKey, Value),
+    Deleted(ResourceKind, ObjKey, Option<Value>),
+}
+
+impl World {
+    pub fn is_synced(&self, kind: ResourceKind) -> bool {
+        !self.watched.contains(&kind) || self.synced.contains(&kind)
+    }
+
+    pub fn discovery(&mut self, d: &Discovery) {
+        self.installed = d.installed.iter().copied().chain([ChildKind::Job]).collect();
+    }
+
+    pub fn watch(&mut self, kinds: &BTreeSet<ResourceKind>) {
+        self.watched.extend(kinds.iter().copied());
+    }
+
+    pub fn app(&self, key: &ObjKey) -> Option<(&Value, ApplicationInstance)> {
+        let v = self.apps.get(key)?;
+        let parsed = serde_json::from_value(v.clone()).ok()?;
+        Some((v, parsed))
+    }
+
+    pub fn child(&self, kind: ChildKind, namespace: &str, name: &str) -> Option<&Value> {
+        self.children.get(&(kind, ObjKey::new(namespace, name)))
+    }
+
+    fn store_get(&self, kind: ResourceKind, key: &ObjKey) -> Option<Value> {
+        match kind {
+            ResourceKind::OperationTemplate => self.templates.get(&key.name).and_then(|t| serde_json::to_value(t).ok()),
+            ResourceKind::ApplicationInstance => self.apps.get(key).cloned(),
+            ResourceKind::Secret => self.secrets.contains(key).then(|| Value::Null),
+            ResourceKind::Child(c) => self.children.get(&(c, key.clone())).cloned(),
+            ResourceKind::Operation => None,
+        }
+    }
+
+    fn store_keys(&self, kind: ResourceKind) -> Vec<ObjKey> {
+        match kind {
+            ResourceKind::OperationTemplate => {
+                self.templates.keys().chain(self.bad_templates.keys()).map(|n| ObjKey::new("", n.clone())).collect()
+            }
+            ResourceKind::ApplicationInstance => self.apps.keys().cloned().collect(),
+            ResourceKind::Secret => self.secrets.iter().cloned().collect(),
+            ResourceKind::Child(c) => self.children.keys().filter(|(k, _)| *k == c).map(|(_, k)| k.clone()).collect(),
+            ResourceKind::Operation => Vec::new(),
+        }
+    }
+
+    /// Applies one object to the store (not Operations: the fold keeps those as state).
+    pub fn apply(&mut self, kind: ResourceKind, key: ObjKey, obj: Value) {
+        match kind {
+            ResourceKind::OperationTemplate => match serde_json::from_value::<OperationTemplate>(obj) {
+                Ok(t) => {
+                    self.bad_templates.remove(&key.name);
+                    self.templates.insert(key.name, t);
+                }
+                Err(e) => {
+                    self.templates.remove(&key.name);
+                    self.bad_templates.insert(key.name, e.to_string());
+                }
+            },
+            ResourceKind::ApplicationInstance => {
+                self.apps.insert(key, obj);
+            }
+            ResourceKind::Secret => {
+                self.secrets.insert(key);
+            }
+            ResourceKind::Child(c) => {
+                self.children.insert((c, key), obj);
+            }
+            ResourceKind::Operation => {}
+        }
+    }
+
+    pub fn delete(&mut self, kind: ResourceKind, key: &ObjKey) -> Option<Value> {
+        match kind {
+            ResourceKind::OperationTemplate => {
+                self.bad_templates.remove(&key.name);
+                self.templates.remove(&key.name).and_then(|t| serde_json::to_value(t).ok())
+            }
+            ResourceKind::ApplicationInstance => self.apps.remove(key),
+            ResourceKind::Secret => self.secrets.remove(key).then_some(Value::Null),
+            ResourceKind::Child(c) => self.children.remove(&(c, key.clone())),
+            ResourceKind::Operation => None,
+        }
+    }
+
+    pub fn relist_begin(&mut self, kind: ResourceKind) {
+        self.relists.insert(kind, BTreeMap::new());
+    }
+
+    pub fn relist_item(&mut self, kind: ResourceKind, key: ObjKey, obj: Value) {
+        self.relists.entry(kind).or_default().insert(key, obj);
+    }
+
+    /// Swaps a finished relist in and returns what changed (Operations are diffed by the caller).
+    pub fn relist_end(&mut self, kind: ResourceKind) -> (Vec<Change>, BTreeMap<ObjKey, Value>) {
+        let fresh = self.relists.remove(&kind).unwrap_or_default();
+        self.synced.insert(kind);
+        if kind == ResourceKind::Operation {
+            return (Vec::new(), fresh);
+        }
+        let mut changes = Vec::new();
+        for key in self.store_keys(kind) {
+            if !fresh.contains_key(&key) {
+                let old = self.delete(kind, &key);
+                changes.push(Change::Deleted(kind, key, old));
+            }
+        }
+        for (key, obj) in &fresh {
+            let same = match kind {
+                ResourceKind::Secret => self.secrets.contains(key),
+                _ => self.store_get(kind, key).as_ref() == Some(obj),
+            };
+            if !same {
+                self.apply(kind, key.clone(), obj.clone());
+                changes.push(Change::Applied(kind, key.clone(), obj.clone()));
+            }
+        }
+        (changes, BTreeMap::new())
+    }
+}

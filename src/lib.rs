@@ -1,0 +1,11 @@
+//! vworkspace-operator: day-2 Operations on application instances, with an event-sourced core.
+//!
+//! The path of every decision: watch event → [`record`] → [`fold`] → [`command`] → effector.
+
+pub mod api;
+pub mod command;
+pub mod crdgen;
+pub mod engine;
+pub mod fold;
+pub mod key;
+pub mod record;
