@@ -7,5 +7,7 @@ pub mod command;
 pub mod crdgen;
 pub mod engine;
 pub mod fold;
+#[doc(hidden)]
+pub mod harness;
 pub mod key;
 pub mod record;
