@@ -96,6 +96,23 @@ impl Harness {
         self.objects.get(&(resource, ObjKey::new(ns, name)))
     }
 
+    /// Re-delivers a past watch record (a duplicate) under a new seq.
+    pub fn redeliver(&mut self, index: usize) {
+        let Some(body) = self.journal.get(index).map(|r| r.body.clone()) else { return };
+        if matches!(body, RecordBody::Observed(_)) {
+            let cmds = self.record(body);
+            self.run(cmds);
+            self.settle();
+        }
+    }
+
+    /// Changes a child's status in the cluster without a watch event (a missed update).
+    pub fn set_child_status_quietly(&mut self, kind: ChildKind, ns: &str, name: &str, status: Value) {
+        if let Some(obj) = self.objects.get_mut(&(ResourceKind::Child(kind), ObjKey::new(ns, name))) {
+            obj["status"] = status;
+        }
+    }
+
     /// Merges `status` into a child (as its controller would) and delivers the watch event.
     pub fn set_child_status(&mut self, kind: ChildKind, ns: &str, name: &str, status: Value) {
         let Some(mut obj) = self.get(ResourceKind::Child(kind), ns, name).cloned() else { return };

@@ -135,6 +135,10 @@ pub fn map(obj: &Value) -> Mapped {
         engine.phase = Some("FailureTarget".into());
         engine.message = Some(cond_msg(c));
         Verdict::Progressing { reason: reason::FINALIZING, message: format!("job failing: {}", cond_msg(c)) }
+    } else if condition(obj, "SuccessCriteriaMet").is_some() {
+        // Set just before Complete while the remaining pods terminate (Kubernetes 1.31+).
+        engine.phase = Some("SuccessCriteriaMet".into());
+        Verdict::Progressing { reason: reason::FINALIZING, message: "job met its success criteria; finishing".into() }
     } else if let Some(c) = condition(obj, "Suspended") {
         engine.phase = Some("Suspended".into());
         engine.message = Some(cond_msg(c));

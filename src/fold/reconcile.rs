@@ -337,6 +337,13 @@ fn drive(op: &mut OpState, kind: EngineKind, env: &Env<'_>, out: &mut Vec<Comman
         }
         let st = op.steps[i as usize].clone();
         let observed = env.world.child(st.kind, &st.namespace, &st.name);
+        if let Some(obj) = observed
+            && !is_ours(obj, &op.uid)
+        {
+            let msg = format!("{} {}/{} already exists and does not belong to this Operation; nothing was overwritten", st.kind.kind(), st.namespace, st.name);
+            op.finish(false, reason::REJECTED, msg, now, out);
+            return;
+        }
         if observed.is_some() {
             let s = &mut op.steps[i as usize];
             s.seen = true;
@@ -433,6 +440,11 @@ fn drive_upgrade(op: &mut OpState, o: &Owned, env: &Env<'_>, out: &mut Vec<Comma
         }
         Verdict::Failed { reason: r, message } => op.finish(false, &r, message, now, out),
     }
+}
+
+/// Whether an observed object carries this Operation's UID label.
+fn is_ours(obj: &Value, uid: &str) -> bool {
+    obj.pointer("/metadata/labels").and_then(|l| l.get(crate::api::LABEL_OPERATION_UID)).and_then(Value::as_str) == Some(uid)
 }
 
 /// The current step's child, if a create was sent for it.
