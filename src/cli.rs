@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "vworkspace-operator", version, about = "Day-2 Operations for application instances, with a replayable core")]
+#[command(
+    name = "vworkspace-operator",
+    version,
+    about = "Day-2 Operations for application instances, with a replayable core"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -20,20 +20,52 @@ pub struct Command {
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum Action {
     /// Create a child; AlreadyExists with our UID label counts as done.
-    CreateChild { kind: ChildKind, namespace: String, name: String, step: u32, manifest: serde_json::Value },
+    CreateChild {
+        kind: ChildKind,
+        namespace: String,
+        name: String,
+        step: u32,
+        manifest: serde_json::Value,
+    },
     /// Delete a child (cancel, cleanup). NotFound counts as done.
-    DeleteChild { kind: ChildKind, namespace: String, name: String },
+    DeleteChild {
+        kind: ChildKind,
+        namespace: String,
+        name: String,
+    },
     /// Merge-patch a child (Argo `spec.shutdown`).
-    PatchChild { kind: ChildKind, namespace: String, name: String, patch: serde_json::Value },
+    PatchChild {
+        kind: ChildKind,
+        namespace: String,
+        name: String,
+        patch: serde_json::Value,
+    },
     /// Server-side apply of the whole status, field manager `vworkspace-operator`.
-    PatchStatus { status: Box<OperationStatus> },
+    PatchStatus {
+        status: Box<OperationStatus>,
+    },
     /// One events.k8s.io/v1 Event on the Operation.
-    EmitEvent { event_type: EventType, reason: String, note: String, action: String },
+    EmitEvent {
+        event_type: EventType,
+        reason: String,
+        note: String,
+        action: String,
+    },
     /// Set the target's `spec.chart.version` (Upgrade), guarded by the expected current version.
-    PatchTargetVersion { target: String, version: String, expected_current: String },
+    PatchTargetVersion {
+        target: String,
+        version: String,
+        expected_current: String,
+    },
     /// Read hooks of one event from the target's newest Helm release record.
-    LoadHelmHooks { release: String, event: String },
-    SetTimer { timer: TimerKind, at: DateTime<Utc> },
+    LoadHelmHooks {
+        release: String,
+        event: String,
+    },
+    SetTimer {
+        timer: TimerKind,
+        at: DateTime<Utc>,
+    },
     AddFinalizer,
     RemoveFinalizer,
     /// Delete the Operation itself (template retention).

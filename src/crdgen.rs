@@ -1,7 +1,7 @@
 //! `vworkspace-operator crds`: every CRD, generated from the Rust types. `crds/` must equal it.
 
-use kube::CustomResourceExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
 
 use crate::api::{ApplicationInstance, Operation, OperationTemplate};
 

@@ -67,7 +67,11 @@ impl Harness {
         let old = self.objects.get(&(resource, key.clone())).cloned();
         let meta = &mut obj["metadata"];
         if meta.get("uid").is_none() {
-            meta["uid"] = json!(old.as_ref().and_then(|o| o.pointer("/metadata/uid").cloned()).unwrap_or_else(|| json!(format!("uid-{}", key.name))));
+            meta["uid"] = json!(
+                old.as_ref()
+                    .and_then(|o| o.pointer("/metadata/uid").cloned())
+                    .unwrap_or_else(|| json!(format!("uid-{}", key.name)))
+            );
         }
         if meta.get("creationTimestamp").is_none() {
             meta["creationTimestamp"] = old
@@ -75,7 +79,8 @@ impl Harness {
                 .and_then(|o| o.pointer("/metadata/creationTimestamp").cloned())
                 .unwrap_or_else(|| json!(self.now.to_rfc3339()));
         }
-        let generation = old.as_ref().and_then(|o| o.pointer("/metadata/generation")).and_then(Value::as_i64).unwrap_or(0);
+        let generation =
+            old.as_ref().and_then(|o| o.pointer("/metadata/generation")).and_then(Value::as_i64).unwrap_or(0);
         let spec_changed = old.as_ref().map(|o| o.get("spec") != obj.get("spec")).unwrap_or(true);
         obj["metadata"]["generation"] = json!(if spec_changed { generation + 1 } else { generation.max(1) });
         self.objects.insert((resource, key), obj.clone());
@@ -128,7 +133,8 @@ impl Harness {
 
     /// A full relist of one kind: Init, InitApply for every stored object, InitDone.
     pub fn relist(&mut self, resource: ResourceKind) {
-        let objs: Vec<Value> = self.objects.iter().filter(|((k, _), _)| *k == resource).map(|(_, v)| v.clone()).collect();
+        let objs: Vec<Value> =
+            self.objects.iter().filter(|((k, _), _)| *k == resource).map(|(_, v)| v.clone()).collect();
         let mut cmds = self.observe(resource, WatchEvent::Init, None);
         for o in objs {
             cmds.extend(self.observe(resource, WatchEvent::InitApply, Some(o)));
@@ -199,14 +205,24 @@ impl Harness {
                         Some(existing) => {
                             let ours = existing.pointer("/metadata/labels").and_then(|l| l.get(LABEL_OPERATION_UID))
                                 == manifest.pointer("/metadata/labels").and_then(|l| l.get(LABEL_OPERATION_UID));
-                            let r = if ours { OutcomeResult::AlreadyExistsOurs } else { OutcomeResult::AlreadyExistsForeign };
+                            let r = if ours {
+                                OutcomeResult::AlreadyExistsOurs
+                            } else {
+                                OutcomeResult::AlreadyExistsForeign
+                            };
                             self.outcome(&c, r, "already exists", OutcomeData::None);
                         }
                         None => {
                             let mut obj = manifest.clone();
                             obj["metadata"]["uid"] = json!(format!("uid-{name}"));
                             obj["metadata"]["creationTimestamp"] = json!(self.now.to_rfc3339());
-                            assert!(obj.pointer(&format!("/metadata/annotations/{}", ANNOTATION_COMMAND_ID.replace('/', "~1"))).is_some());
+                            assert!(
+                                obj.pointer(&format!(
+                                    "/metadata/annotations/{}",
+                                    ANNOTATION_COMMAND_ID.replace('/', "~1")
+                                ))
+                                .is_some()
+                            );
                             self.objects.insert((rk, key.clone()), obj);
                             self.outcome(&c, OutcomeResult::Ok, "", OutcomeData::None);
                             if self.deliver_child_events {
@@ -237,21 +253,26 @@ impl Harness {
                         None => self.outcome(&c, OutcomeResult::NotFound, "not found", OutcomeData::None),
                     }
                 }
-                Action::PatchStatus { status } => match self.objects.get_mut(&(ResourceKind::Operation, op_key.clone())) {
-                    Some(obj) => {
-                        obj["status"] = serde_json::to_value(status).unwrap_or(Value::Null);
-                        self.outcome(&c, OutcomeResult::Ok, "", OutcomeData::None);
-                        if self.echo_status {
-                            self.echo(ResourceKind::Operation, op_key, WatchEvent::Apply);
+                Action::PatchStatus { status } => {
+                    match self.objects.get_mut(&(ResourceKind::Operation, op_key.clone())) {
+                        Some(obj) => {
+                            obj["status"] = serde_json::to_value(status).unwrap_or(Value::Null);
+                            self.outcome(&c, OutcomeResult::Ok, "", OutcomeData::None);
+                            if self.echo_status {
+                                self.echo(ResourceKind::Operation, op_key, WatchEvent::Apply);
+                            }
                         }
+                        None => self.outcome(&c, OutcomeResult::NotFound, "not found", OutcomeData::None),
                     }
-                    None => self.outcome(&c, OutcomeResult::NotFound, "not found", OutcomeData::None),
-                },
+                }
                 Action::EmitEvent { .. } | Action::RemoveFinalizer | Action::AddFinalizer => {
                     let add = matches!(c.action, Action::AddFinalizer);
                     let remove = matches!(c.action, Action::RemoveFinalizer);
-                    if let Some(obj) = self.objects.get_mut(&(ResourceKind::Operation, op_key.clone())).filter(|_| add || remove) {
-                        let mut fins: Vec<Value> = obj.pointer("/metadata/finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
+                    if let Some(obj) =
+                        self.objects.get_mut(&(ResourceKind::Operation, op_key.clone())).filter(|_| add || remove)
+                    {
+                        let mut fins: Vec<Value> =
+                            obj.pointer("/metadata/finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
                         fins.retain(|f| f.as_str() != Some(FINALIZER));
                         if add {
                             fins.push(json!(FINALIZER));
@@ -259,7 +280,11 @@ impl Harness {
                         obj["metadata"]["finalizers"] = json!(fins);
                         let gone = remove && obj.pointer("/metadata/deletionTimestamp").is_some();
                         self.outcome(&c, OutcomeResult::Ok, "", OutcomeData::None);
-                        self.echo(ResourceKind::Operation, op_key, if gone { WatchEvent::Delete } else { WatchEvent::Apply });
+                        self.echo(
+                            ResourceKind::Operation,
+                            op_key,
+                            if gone { WatchEvent::Delete } else { WatchEvent::Apply },
+                        );
                     } else {
                         self.outcome(&c, OutcomeResult::Ok, "", OutcomeData::None);
                     }
@@ -267,7 +292,9 @@ impl Harness {
                 Action::PatchTargetVersion { target, version, expected_current } => {
                     let key = ObjKey::new(c.op.namespace.clone(), target.clone());
                     match self.objects.get_mut(&(ResourceKind::ApplicationInstance, key.clone())) {
-                        Some(app) if app.pointer("/spec/chart/version").and_then(Value::as_str) == Some(expected_current) => {
+                        Some(app)
+                            if app.pointer("/spec/chart/version").and_then(Value::as_str) == Some(expected_current) =>
+                        {
                             app["spec"]["chart"]["version"] = json!(version);
                             let g = app.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1) + 1;
                             app["metadata"]["generation"] = json!(g);
@@ -281,7 +308,10 @@ impl Harness {
                 Action::LoadHelmHooks { release, event } => match self.helm_hooks.get(release) {
                     Some(hooks) => {
                         let hooks: Vec<HelmHook> = hooks.iter().filter(|h| h.events.contains(event)).cloned().collect();
-                        let data = OutcomeData::HelmHooks { release_secret: format!("sh.helm.release.v1.{release}.v1"), hooks };
+                        let data = OutcomeData::HelmHooks {
+                            release_secret: format!("sh.helm.release.v1.{release}.v1"),
+                            hooks,
+                        };
                         self.outcome(&c, OutcomeResult::Ok, "", data);
                     }
                     None => self.outcome(&c, OutcomeResult::NotFound, "no release record", OutcomeData::None),
@@ -336,7 +366,12 @@ impl Harness {
         self.objects
             .iter()
             .filter_map(|((rk, key), v)| match rk {
-                ResourceKind::Child(k) if v.pointer("/metadata/labels").and_then(|l| l.get(LABEL_OPERATION_UID)).and_then(Value::as_str) == Some(op_uid) => {
+                ResourceKind::Child(k)
+                    if v.pointer("/metadata/labels")
+                        .and_then(|l| l.get(LABEL_OPERATION_UID))
+                        .and_then(Value::as_str)
+                        == Some(op_uid) =>
+                {
                     Some((*k, key.clone()))
                 }
                 _ => None,

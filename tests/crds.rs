@@ -36,7 +36,12 @@ fn operation_crd_carries_the_contract() {
     assert_eq!(names["categories"], serde_json::json!(["vworkspace"]));
     let version = &v["spec"]["versions"][0];
     assert_eq!(version["subresources"]["status"], serde_json::json!({}));
-    let cols: Vec<String> = version["additionalPrinterColumns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_uppercase()).collect();
+    let cols: Vec<String> = version["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_uppercase())
+        .collect();
     assert_eq!(cols, ["TYPE", "TARGET", "ENGINE", "PHASE", "PROGRESS", "AGE", "DURATION", "MESSAGE"]);
     assert_eq!(version["additionalPrinterColumns"][7]["priority"], 1);
     let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];

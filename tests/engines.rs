@@ -12,9 +12,14 @@ fn shared_example(file: &str) -> Value {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
     let path = dir.join("third-party-crds/examples").join(file);
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("upstream example {} is needed by this test (set VWORKSPACE_SHARED): {e}", path.display()));
-    if file.ends_with(".json") { serde_json::from_str(&text).expect("json") } else { serde_yaml::from_str(&text).expect("yaml") }
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!("upstream example {} is needed by this test (set VWORKSPACE_SHARED): {e}", path.display())
+    });
+    if file.ends_with(".json") {
+        serde_json::from_str(&text).expect("json")
+    } else {
+        serde_yaml::from_str(&text).expect("yaml")
+    }
 }
 
 /// (contract outcome, reason) of a verdict, for table rows.
@@ -175,14 +180,20 @@ fn snapshot_error_is_not_terminal() {
         (json!({ "readyToUse": false, "creationTime": "2026-01-01T00:00:00Z" }), "Progressing", "InProgress"),
         (json!({ "readyToUse": false, "error": { "message": "driver busy" } }), "Progressing", "Retrying"),
         (json!({ "readyToUse": true }), "Progressing", "InProgress"),
-        (json!({ "readyToUse": true, "boundVolumeSnapshotContentName": "c1", "restoreSize": "1Gi" }), "Succeeded", "Completed"),
+        (
+            json!({ "readyToUse": true, "boundVolumeSnapshotContentName": "c1", "restoreSize": "1Gi" }),
+            "Succeeded",
+            "Completed",
+        ),
     ];
     for (status, outcome, reason) in rows {
         let m = snapshot::map(&json!({ "metadata": { "name": "s" }, "status": status }));
         assert_eq!(summary(&m.verdict), (outcome, reason.to_string()), "{status}");
     }
     // The upstream describe output (readyToUse, restoreSize 1Gi, bound content) maps to success.
-    let m = snapshot::map(&json!({ "metadata": { "name": "new-snapshot-demo" }, "status": { "boundVolumeSnapshotContentName": "snapcontent-72d9a1cc", "creationTime": "2020-03-09T21:45:04Z", "readyToUse": true, "restoreSize": "1Gi" } }));
+    let m = snapshot::map(
+        &json!({ "metadata": { "name": "new-snapshot-demo" }, "status": { "boundVolumeSnapshotContentName": "snapcontent-72d9a1cc", "creationTime": "2020-03-09T21:45:04Z", "readyToUse": true, "restoreSize": "1Gi" } }),
+    );
     assert_eq!(m.outputs["restoreSize"], "1Gi");
     assert_eq!(m.outputs["content"], "snapcontent-72d9a1cc");
 }
@@ -194,8 +205,16 @@ fn volsync_token_and_results() {
     assert_ne!(token, volsync::trigger_token("uid-1", 1));
     let rows = [
         (json!({}), "Progressing", "Queued"),
-        (json!({ "conditions": [{ "type": "Synchronizing", "status": "True", "message": "Synchronization in-progress" }] }), "Progressing", "InProgress"),
-        (json!({ "lastManualSync": "older", "latestMoverStatus": { "result": "Successful" } }), "Progressing", "Queued"),
+        (
+            json!({ "conditions": [{ "type": "Synchronizing", "status": "True", "message": "Synchronization in-progress" }] }),
+            "Progressing",
+            "InProgress",
+        ),
+        (
+            json!({ "lastManualSync": "older", "latestMoverStatus": { "result": "Successful" } }),
+            "Progressing",
+            "Queued",
+        ),
         (json!({ "lastManualSync": token, "latestMoverStatus": { "result": "Successful" } }), "Succeeded", "Completed"),
         (json!({ "latestMoverStatus": { "result": "Failed", "logs": "no space left" } }), "Failed", "EngineFailed"),
     ];
@@ -208,9 +227,17 @@ fn volsync_token_and_results() {
 #[test]
 fn upgrade_target_mapping() {
     let app = |status: &str, observed: i64| json!({ "status": { "conditions": [{ "type": "Ready", "status": status, "observedGeneration": observed, "message": "x" }] } });
-    assert_eq!(summary(&upgrade::map_target(&app("True", 1), 2, "1.1")), ("Progressing", "InProgress".into()), "old generation");
+    assert_eq!(
+        summary(&upgrade::map_target(&app("True", 1), 2, "1.1")),
+        ("Progressing", "InProgress".into()),
+        "old generation"
+    );
     assert_eq!(summary(&upgrade::map_target(&app("True", 2), 2, "1.1")), ("Succeeded", "Completed".into()));
-    assert_eq!(summary(&upgrade::map_target(&app("True", 3), 2, "1.1")), ("Succeeded", "Completed".into()), "at or after");
+    assert_eq!(
+        summary(&upgrade::map_target(&app("True", 3), 2, "1.1")),
+        ("Succeeded", "Completed".into()),
+        "at or after"
+    );
     assert_eq!(summary(&upgrade::map_target(&app("False", 2), 2, "1.1")), ("Failed", "EngineFailed".into()));
     assert_eq!(summary(&upgrade::map_target(&app("Unknown", 2), 2, "1.1")), ("Progressing", "InProgress".into()));
     assert_eq!(upgrade::forbidden_match(&["1.3.0".into(), "2.*".into()], "2.4.1"), Some("2.*"));

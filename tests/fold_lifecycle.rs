@@ -25,7 +25,12 @@ fn velero_backup_succeeds_with_finalizer_outputs_and_events() {
     assert_eq!(child["spec"]["ttl"], "72h");
     assert!(child["metadata"].get("ownerReferences").is_none(), "cross-namespace child has no owner reference");
     assert_eq!(cond(&h, "nightly", "Progressing"), ("True".into(), "Queued".into()));
-    h.set_child_status(kind, &ns, &name, json!({ "phase": "InProgress", "progress": { "itemsBackedUp": 3, "totalItems": 10 } }));
+    h.set_child_status(
+        kind,
+        &ns,
+        &name,
+        json!({ "phase": "InProgress", "progress": { "itemsBackedUp": 3, "totalItems": 10 } }),
+    );
     assert_eq!(cond(&h, "nightly", "Progressing"), ("True".into(), "InProgress".into()));
     assert_eq!(h.status(NS, "nightly")["progress"], "3/10");
     assert_eq!(h.phase(NS, "nightly"), "Running");
@@ -59,7 +64,10 @@ fn velero_backup_partial_failure_keeps_backup_linked() {
 #[test]
 fn velero_failed_validation_and_failure_and_deleting() {
     for (status, reason) in [
-        (json!({ "phase": "FailedValidation", "validationErrors": ["backup storage location default not found"] }), "EngineRejected"),
+        (
+            json!({ "phase": "FailedValidation", "validationErrors": ["backup storage location default not found"] }),
+            "EngineRejected",
+        ),
         (json!({ "phase": "Failed", "failureReason": "object store unreachable" }), "EngineFailed"),
         (json!({ "phase": "Deleting" }), "ChildLost"),
     ] {
@@ -97,16 +105,31 @@ fn velero_children_are_cleaned_up_through_the_finalizer() {
 #[test]
 fn velero_restore_maps_namespace_only_when_allowed() {
     let mut h = world();
-    let mut t = template("velero-xns", &["Restore"], Some("velero"), json!({ "restore": { "allowCrossNamespace": true, "allowedTargetNamespaces": ["shop-staging"] } }));
+    let mut t = template(
+        "velero-xns",
+        &["Restore"],
+        Some("velero"),
+        json!({ "restore": { "allowCrossNamespace": true, "allowedTargetNamespaces": ["shop-staging"] } }),
+    );
     t["spec"]["namespaces"] = json!([NS]);
     h.apply(ResourceKind::OperationTemplate, t);
-    let mut op = operation("r", "Restore", Some("velero"), json!({ "backupName": "nightly-1", "targetNamespace": "shop-staging" }));
+    let mut op = operation(
+        "r",
+        "Restore",
+        Some("velero"),
+        json!({ "backupName": "nightly-1", "targetNamespace": "shop-staging" }),
+    );
     op["spec"]["template"] = json!("velero-xns");
     submit(&mut h, op);
     let (k, ns, name) = only_child(&h, "r");
     let child = h.get(ResourceKind::Child(k), &ns, &name).unwrap();
     assert_eq!(child["spec"]["namespaceMapping"], json!({ NS: "shop-staging" }));
-    h.set_child_status(k, &ns, &name, json!({ "phase": "InProgress", "progress": { "itemsRestored": 1, "totalItems": 4 } }));
+    h.set_child_status(
+        k,
+        &ns,
+        &name,
+        json!({ "phase": "InProgress", "progress": { "itemsRestored": 1, "totalItems": 4 } }),
+    );
     assert_eq!(h.status(NS, "r")["progress"], "1/4");
     h.set_child_status(k, &ns, &name, json!({ "phase": "Completed" }));
     assert_terminal(&h, "r", "True", "Completed", "Succeeded");
@@ -121,7 +144,10 @@ fn argo_workflow_success_failure_and_cancel() {
     let wf = h.get(ResourceKind::Child(k), &ns, &name).unwrap().clone();
     assert_eq!(wf["spec"]["workflowTemplateRef"]["name"], "db-runbook");
     assert_eq!(wf["spec"]["serviceAccountName"], "runner");
-    assert_eq!(wf["spec"]["arguments"]["parameters"], json!([{ "name": "database", "value": "orders" }, { "name": "dryRun", "value": "false" }]));
+    assert_eq!(
+        wf["spec"]["arguments"]["parameters"],
+        json!([{ "name": "database", "value": "orders" }, { "name": "dryRun", "value": "false" }])
+    );
     assert_eq!(wf["metadata"]["ownerReferences"][0]["kind"], "Operation");
     h.set_child_status(k, &ns, &name, json!({ "phase": "Running", "progress": "1/3" }));
     assert_eq!(h.status(NS, "rb")["progress"], "1/3");
@@ -169,7 +195,12 @@ fn job_success_failure_keeps_reason_and_progressing_states() {
     let (k, ns, name) = only_child(&h, "cmd");
     h.set_child_status(k, &ns, &name, json!({ "conditions": [{ "type": "Suspended", "status": "True" }] }));
     assert_eq!(cond(&h, "cmd", "Progressing"), ("True".into(), "Queued".into()));
-    h.set_child_status(k, &ns, &name, json!({ "succeeded": 1, "conditions": [{ "type": "Complete", "status": "True" }] }));
+    h.set_child_status(
+        k,
+        &ns,
+        &name,
+        json!({ "succeeded": 1, "conditions": [{ "type": "Complete", "status": "True" }] }),
+    );
     assert_terminal(&h, "cmd", "True", "Completed", "Succeeded");
     assert_eq!(h.status(NS, "cmd")["outputs"]["exitCode"], "0");
 }
@@ -195,10 +226,18 @@ fn snapshot_error_is_retrying_until_ready() {
     h.set_child_status(k, &ns, &name, json!({ "readyToUse": false, "error": { "message": "rpc error: code = Unavailable", "time": "2026-01-01T00:00:05Z" } }));
     assert_eq!(cond(&h, "snap", "Progressing"), ("True".into(), "Retrying".into()));
     assert_eq!(cond(&h, "snap", "Succeeded").0, "Unknown");
-    h.set_child_status(k, &ns, &name, json!({ "readyToUse": true, "boundVolumeSnapshotContentName": "snapcontent-1", "restoreSize": "1Gi" }));
+    h.set_child_status(
+        k,
+        &ns,
+        &name,
+        json!({ "readyToUse": true, "boundVolumeSnapshotContentName": "snapcontent-1", "restoreSize": "1Gi" }),
+    );
     assert_terminal(&h, "snap", "True", "Completed", "Succeeded");
     let out = &h.status(NS, "snap")["outputs"];
-    assert_eq!((out["snapshot"].as_str(), out["content"].as_str(), out["restoreSize"].as_str()), (Some(name.as_str()), Some("snapcontent-1"), Some("1Gi")));
+    assert_eq!(
+        (out["snapshot"].as_str(), out["content"].as_str(), out["restoreSize"].as_str()),
+        (Some(name.as_str()), Some("snapcontent-1"), Some("1Gi"))
+    );
 }
 
 #[test]
@@ -227,7 +266,12 @@ fn volsync_uses_manual_trigger_token() {
     assert_eq!(rs["spec"]["sourcePVC"], "data");
     assert_eq!(rs["spec"]["restic"]["repository"], "restic-secret");
     // An older sync result does not count.
-    h.set_child_status(k, &ns, &name, json!({ "lastManualSync": "other", "latestMoverStatus": { "result": "Successful" } }));
+    h.set_child_status(
+        k,
+        &ns,
+        &name,
+        json!({ "lastManualSync": "other", "latestMoverStatus": { "result": "Successful" } }),
+    );
     assert_eq!(cond(&h, "vs", "Succeeded").0, "Unknown");
     h.set_child_status(k, &ns, &name, json!({ "lastManualSync": token, "latestMoverStatus": { "result": "Successful" }, "lastSyncTime": "2026-01-01T00:01:00Z" }));
     assert_terminal(&h, "vs", "True", "Completed", "Succeeded");
@@ -237,7 +281,12 @@ fn volsync_uses_manual_trigger_token() {
     let (k, ns, name) = only_child(&h, "vr");
     assert_eq!(k, ChildKind::ReplicationDestination);
     assert_eq!(h.get(ResourceKind::Child(k), &ns, &name).unwrap()["spec"]["restic"]["destinationPVC"], "data");
-    h.set_child_status(k, &ns, &name, json!({ "latestMoverStatus": { "result": "Failed", "logs": "repository locked" } }));
+    h.set_child_status(
+        k,
+        &ns,
+        &name,
+        json!({ "latestMoverStatus": { "result": "Failed", "logs": "repository locked" } }),
+    );
     assert_terminal(&h, "vr", "False", "EngineFailed", "Failed");
 }
 
@@ -264,13 +313,30 @@ fn helm_hook_jobs_run_in_weight_order_from_the_release_record() {
     let (k, key) = kids[0].clone();
     let job = h.get(ResourceKind::Child(k), &key.namespace, &key.name).unwrap().clone();
     assert_eq!(job["metadata"]["annotations"]["ops.vworkspace.io/helm-hook"], "db-check");
-    assert_eq!(job["spec"]["template"]["spec"]["serviceAccountName"], "migrator", "the template's SA replaces the chart's");
-    h.set_child_status(k, &key.namespace, &key.name, json!({ "succeeded": 1, "conditions": [{ "type": "Complete", "status": "True" }] }));
+    assert_eq!(
+        job["spec"]["template"]["spec"]["serviceAccountName"], "migrator",
+        "the template's SA replaces the chart's"
+    );
+    h.set_child_status(
+        k,
+        &key.namespace,
+        &key.name,
+        json!({ "succeeded": 1, "conditions": [{ "type": "Complete", "status": "True" }] }),
+    );
     let kids = h.children_of("uid-mig");
     assert_eq!(kids.len(), 2);
     let second = kids.iter().find(|(_, k2)| k2.name != key.name).unwrap().1.clone();
-    assert_eq!(h.get(ResourceKind::Child(ChildKind::Job), &second.namespace, &second.name).unwrap()["metadata"]["annotations"]["ops.vworkspace.io/helm-hook"], "db-migrate");
-    h.set_child_status(ChildKind::Job, &second.namespace, &second.name, json!({ "succeeded": 1, "conditions": [{ "type": "Complete", "status": "True" }] }));
+    assert_eq!(
+        h.get(ResourceKind::Child(ChildKind::Job), &second.namespace, &second.name).unwrap()["metadata"]["annotations"]
+            ["ops.vworkspace.io/helm-hook"],
+        "db-migrate"
+    );
+    h.set_child_status(
+        ChildKind::Job,
+        &second.namespace,
+        &second.name,
+        json!({ "succeeded": 1, "conditions": [{ "type": "Complete", "status": "True" }] }),
+    );
     assert_terminal(&h, "mig", "True", "Completed", "Succeeded");
     assert_eq!(h.status(NS, "mig")["outputs"]["hooks"], "2");
 }
@@ -309,7 +375,11 @@ fn upgrade_failure_rolls_back_only_when_asked() {
     submit(&mut h, operation("up", "Upgrade", None, json!({ "version": "1.2.1" })));
     set_app_ready(&mut h, false);
     assert_terminal(&h, "up", "False", "EngineFailed", "Failed");
-    assert_eq!(h.get(ResourceKind::ApplicationInstance, NS, "shop").unwrap()["spec"]["chart"]["version"], "1.2.1", "no rollback unless asked");
+    assert_eq!(
+        h.get(ResourceKind::ApplicationInstance, NS, "shop").unwrap()["spec"]["chart"]["version"],
+        "1.2.1",
+        "no rollback unless asked"
+    );
 
     let mut h = world();
     submit(&mut h, operation("up", "Upgrade", None, json!({ "version": "1.2.1", "rollbackOnFailure": true })));
@@ -351,7 +421,12 @@ fn cancel_before_start_and_cancel_after_finish() {
     let mut h = world();
     submit(&mut h, operation("c", "RunCommand", None, json!({})));
     let (k, ns, name) = only_child(&h, "c");
-    h.set_child_status(k, &ns, &name, json!({ "succeeded": 1, "conditions": [{ "type": "Complete", "status": "True" }] }));
+    h.set_child_status(
+        k,
+        &ns,
+        &name,
+        json!({ "succeeded": 1, "conditions": [{ "type": "Complete", "status": "True" }] }),
+    );
     cancel(&mut h, "c");
     assert_terminal(&h, "c", "True", "Completed", "Succeeded");
     assert!(h.event_reasons("c").contains(&"CancelIgnored".to_string()));
@@ -383,10 +458,23 @@ fn deadline_while_blocked_is_deadline_exceeded_not_failed_early() {
 #[test]
 fn retention_deletes_finished_operations() {
     let mut h = world();
-    h.apply(ResourceKind::OperationTemplate, template("job-command", &["RunCommand"], Some("job"), json!({ "job": { "image": "busybox" }, "retention": { "ttlSecondsAfterFinished": 600 } })));
+    h.apply(
+        ResourceKind::OperationTemplate,
+        template(
+            "job-command",
+            &["RunCommand"],
+            Some("job"),
+            json!({ "job": { "image": "busybox" }, "retention": { "ttlSecondsAfterFinished": 600 } }),
+        ),
+    );
     submit(&mut h, operation("c", "RunCommand", None, json!({})));
     let (k, ns, name) = only_child(&h, "c");
-    h.set_child_status(k, &ns, &name, json!({ "succeeded": 1, "conditions": [{ "type": "Complete", "status": "True" }] }));
+    h.set_child_status(
+        k,
+        &ns,
+        &name,
+        json!({ "succeeded": 1, "conditions": [{ "type": "Complete", "status": "True" }] }),
+    );
     h.advance(599);
     assert!(h.get(ResourceKind::Operation, NS, "c").is_some());
     h.advance(1);

@@ -30,13 +30,31 @@ impl Engine {
     /// Upstream statuses leading to a terminal one; `fail` picks the failing ending.
     fn statuses(&self, fail: bool) -> Vec<Value> {
         match (self, fail) {
-            (Engine::Velero, false) => vec![json!({ "phase": "New" }), json!({ "phase": "InProgress" }), json!({ "phase": "Completed" })],
-            (Engine::Velero, true) => vec![json!({ "phase": "InProgress" }), json!({ "phase": "PartiallyFailed", "errors": 1 })],
-            (Engine::Job, false) => vec![json!({ "active": 1 }), json!({ "succeeded": 1, "conditions": [{ "type": "Complete", "status": "True" }] })],
-            (Engine::Job, true) => vec![json!({ "active": 1 }), json!({ "failed": 1, "conditions": [{ "type": "Failed", "status": "True", "reason": "BackoffLimitExceeded" }] })],
-            (Engine::Argo, false) => vec![json!({ "phase": "Running", "progress": "0/2" }), json!({ "phase": "Succeeded", "progress": "2/2" })],
-            (Engine::Argo, true) => vec![json!({ "phase": "Running" }), json!({ "phase": "Failed", "message": "boom" })],
-            (Engine::Snapshot, false) => vec![json!({ "readyToUse": false, "error": { "message": "busy" } }), json!({ "readyToUse": true, "boundVolumeSnapshotContentName": "c" })],
+            (Engine::Velero, false) => {
+                vec![json!({ "phase": "New" }), json!({ "phase": "InProgress" }), json!({ "phase": "Completed" })]
+            }
+            (Engine::Velero, true) => {
+                vec![json!({ "phase": "InProgress" }), json!({ "phase": "PartiallyFailed", "errors": 1 })]
+            }
+            (Engine::Job, false) => vec![
+                json!({ "active": 1 }),
+                json!({ "succeeded": 1, "conditions": [{ "type": "Complete", "status": "True" }] }),
+            ],
+            (Engine::Job, true) => vec![
+                json!({ "active": 1 }),
+                json!({ "failed": 1, "conditions": [{ "type": "Failed", "status": "True", "reason": "BackoffLimitExceeded" }] }),
+            ],
+            (Engine::Argo, false) => vec![
+                json!({ "phase": "Running", "progress": "0/2" }),
+                json!({ "phase": "Succeeded", "progress": "2/2" }),
+            ],
+            (Engine::Argo, true) => {
+                vec![json!({ "phase": "Running" }), json!({ "phase": "Failed", "message": "boom" })]
+            }
+            (Engine::Snapshot, false) => vec![
+                json!({ "readyToUse": false, "error": { "message": "busy" } }),
+                json!({ "readyToUse": true, "boundVolumeSnapshotContentName": "c" }),
+            ],
             (Engine::Snapshot, true) => vec![json!({ "readyToUse": false, "error": { "message": "busy" } })],
         }
     }
@@ -73,8 +91,12 @@ fn noise() -> impl Strategy<Value = Noise> {
     ]
 }
 
-const RELIST: [ResourceKind; 4] =
-    [ResourceKind::Operation, ResourceKind::ApplicationInstance, ResourceKind::Child(ChildKind::Job), ResourceKind::Child(ChildKind::VeleroBackup)];
+const RELIST: [ResourceKind; 4] = [
+    ResourceKind::Operation,
+    ResourceKind::ApplicationInstance,
+    ResourceKind::Child(ChildKind::Job),
+    ResourceKind::Child(ChildKind::VeleroBackup),
+];
 
 fn apply_noise(h: &mut Harness, n: &Noise) {
     match n {
@@ -181,11 +203,21 @@ fn lost_journal_converges_from_the_cluster_without_duplicates() {
     let before = h.commands.iter().filter(|c| c.action.name() == "EmitEvent").count();
     // A new operator with an empty journal relists everything.
     h.state = Default::default();
-    for kind in [ResourceKind::OperationTemplate, ResourceKind::ApplicationInstance, ResourceKind::Secret, ResourceKind::Child(k), ResourceKind::Operation] {
+    for kind in [
+        ResourceKind::OperationTemplate,
+        ResourceKind::ApplicationInstance,
+        ResourceKind::Secret,
+        ResourceKind::Child(k),
+        ResourceKind::Operation,
+    ] {
         h.relist(kind);
     }
     assert_eq!(h.children_of("uid-op").len(), 1);
-    assert_eq!(h.commands.iter().filter(|c| c.action.name() == "EmitEvent").count(), before, "no transition is re-announced");
+    assert_eq!(
+        h.commands.iter().filter(|c| c.action.name() == "EmitEvent").count(),
+        before,
+        "no transition is re-announced"
+    );
     h.set_child_status(k, &key.namespace, &key.name, json!({ "phase": "Completed" }));
     assert_eq!(h.condition(NS, "op", "Succeeded"), Some(("True".into(), "Completed".into())));
     assert_eq!(h.children_of("uid-op").len(), 1);
@@ -199,7 +231,11 @@ fn nothing_happens_before_the_first_relist_is_done() {
     h.record(body);
     h.state.world.watch(&ResourceKind::ALL.iter().copied().collect());
     h.apply(ResourceKind::Operation, operation("early", "RunCommand", None, json!({})));
-    assert!(h.commands.is_empty(), "an Operation seen before templates and targets are listed is not judged: {:?}", h.commands);
+    assert!(
+        h.commands.is_empty(),
+        "an Operation seen before templates and targets are listed is not judged: {:?}",
+        h.commands
+    );
     for t in all_templates() {
         h.objects.insert((ResourceKind::OperationTemplate, vworkspace_operator::key::ObjKey::of(&t).unwrap()), t);
     }

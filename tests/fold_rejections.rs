@@ -8,7 +8,10 @@ use vworkspace_operator::fold::reconcile::ACCEPT_GRACE_SECS;
 use vworkspace_operator::record::{ChildKind, ResourceKind};
 
 /// Submits and returns (Accepted, Succeeded) as (status, reason) pairs.
-fn outcome_of(h: &mut vworkspace_operator::harness::Harness, op: serde_json::Value) -> ((String, String), (String, String)) {
+fn outcome_of(
+    h: &mut vworkspace_operator::harness::Harness,
+    op: serde_json::Value,
+) -> ((String, String), (String, String)) {
     let name = op["metadata"]["name"].as_str().unwrap().to_string();
     submit(h, op);
     (cond(h, &name, "Accepted"), cond(h, &name, "Succeeded"))
@@ -46,7 +49,10 @@ fn template_that_appears_in_time_is_used() {
     op["spec"]["template"] = json!("late-template");
     submit(&mut h, op);
     h.advance(5);
-    h.apply(ResourceKind::OperationTemplate, template("late-template", &["RunCommand"], Some("job"), json!({ "job": { "image": "busybox" } })));
+    h.apply(
+        ResourceKind::OperationTemplate,
+        template("late-template", &["RunCommand"], Some("job"), json!({ "job": { "image": "busybox" } })),
+    );
     assert_eq!(cond(&h, "o", "Accepted"), ("True".into(), "Valid".into()));
     assert_eq!(h.children_of("uid-o").len(), 1);
 }
@@ -106,37 +112,95 @@ fn invalid_parameters_against_the_template_schema() {
             "parametersSchema": { "type": "object", "properties": { "args": { "type": "array", "items": { "type": "string" }, "maxItems": 2 } }, "additionalProperties": false },
         })),
     );
-    assert_rejected(&mut h, operation("o", "RunCommand", None, json!({ "args": ["a", "b", "c"] })), "InvalidParameters", "parameters/args");
-    assert_rejected(&mut h, operation("p", "RunCommand", None, json!({ "image": "evil" })), "InvalidParameters", "image");
+    assert_rejected(
+        &mut h,
+        operation("o", "RunCommand", None, json!({ "args": ["a", "b", "c"] })),
+        "InvalidParameters",
+        "parameters/args",
+    );
+    assert_rejected(
+        &mut h,
+        operation("p", "RunCommand", None, json!({ "image": "evil" })),
+        "InvalidParameters",
+        "image",
+    );
 }
 
 #[test]
 fn invalid_parameters_declared_by_the_engine() {
     let mut h = world();
-    assert_rejected(&mut h, operation("a", "Restore", Some("velero"), json!({})), "InvalidParameters", "backupName is required");
-    assert_rejected(&mut h, operation("b", "Backup", Some("velero"), json!({ "ttl": "forever" })), "InvalidParameters", "not a duration");
-    assert_rejected(&mut h, operation("c", "RunCommand", None, json!({ "podSpec": { "hostPID": true } })), "InvalidParameters", "podSpec is not accepted");
-    assert_rejected(&mut h, operation("d", "Backup", Some("csiSnapshot"), json!({})), "InvalidParameters", "pvc is required");
-    assert_rejected(&mut h, operation("e", "Runbook", None, json!({ "nested": { "a": 1 } })), "InvalidParameters", "must be a string");
-    assert_rejected(&mut h, operation("f", "RunCommand", None, json!({ "env": { "1BAD": "x" } })), "InvalidParameters", "not a valid variable name");
+    assert_rejected(
+        &mut h,
+        operation("a", "Restore", Some("velero"), json!({})),
+        "InvalidParameters",
+        "backupName is required",
+    );
+    assert_rejected(
+        &mut h,
+        operation("b", "Backup", Some("velero"), json!({ "ttl": "forever" })),
+        "InvalidParameters",
+        "not a duration",
+    );
+    assert_rejected(
+        &mut h,
+        operation("c", "RunCommand", None, json!({ "podSpec": { "hostPID": true } })),
+        "InvalidParameters",
+        "podSpec is not accepted",
+    );
+    assert_rejected(
+        &mut h,
+        operation("d", "Backup", Some("csiSnapshot"), json!({})),
+        "InvalidParameters",
+        "pvc is required",
+    );
+    assert_rejected(
+        &mut h,
+        operation("e", "Runbook", None, json!({ "nested": { "a": 1 } })),
+        "InvalidParameters",
+        "must be a string",
+    );
+    assert_rejected(
+        &mut h,
+        operation("f", "RunCommand", None, json!({ "env": { "1BAD": "x" } })),
+        "InvalidParameters",
+        "not a valid variable name",
+    );
 }
 
 #[test]
 fn oversized_and_deeply_nested_parameters() {
     let mut h = world();
     let big = "x".repeat(70 * 1024);
-    assert_rejected(&mut h, operation("big", "Runbook", None, json!({ "blob": big })), "InvalidParameters", "the limit is 65536");
+    assert_rejected(
+        &mut h,
+        operation("big", "Runbook", None, json!({ "blob": big })),
+        "InvalidParameters",
+        "the limit is 65536",
+    );
     let mut deep = json!("leaf");
     for _ in 0..20 {
         deep = json!({ "n": deep });
     }
-    assert_rejected(&mut h, operation("deep", "Runbook", None, json!({ "d": deep })), "InvalidParameters", "nest deeper");
+    assert_rejected(
+        &mut h,
+        operation("deep", "Runbook", None, json!({ "d": deep })),
+        "InvalidParameters",
+        "nest deeper",
+    );
 }
 
 #[test]
 fn deadline_above_the_template_maximum() {
     let mut h = world();
-    h.apply(ResourceKind::OperationTemplate, template("job-command", &["RunCommand"], Some("job"), json!({ "job": { "image": "busybox" }, "maxDeadlineSeconds": 600 })));
+    h.apply(
+        ResourceKind::OperationTemplate,
+        template(
+            "job-command",
+            &["RunCommand"],
+            Some("job"),
+            json!({ "job": { "image": "busybox" }, "maxDeadlineSeconds": 600 }),
+        ),
+    );
     let mut op = operation("o", "RunCommand", None, json!({}));
     op["spec"]["deadlineSeconds"] = json!(3600);
     assert_rejected(&mut h, op, "InvalidParameters", "exceeds the template's maximum of 600");
@@ -160,8 +224,18 @@ fn target_lacks_capability() {
     a["metadata"]["annotations"].as_object_mut().unwrap().remove("ops.vworkspace.io/run-command");
     a["metadata"]["annotations"]["ops.vworkspace.io/backup"] = json!("csiSnapshot");
     h.apply(ResourceKind::ApplicationInstance, a);
-    assert_rejected(&mut h, operation("o", "RunCommand", None, json!({})), "TargetLacksCapability", "does not declare ops.vworkspace.io/run-command");
-    assert_rejected(&mut h, operation("p", "Backup", Some("velero"), json!({})), "TargetLacksCapability", "only with [csiSnapshot], not velero");
+    assert_rejected(
+        &mut h,
+        operation("o", "RunCommand", None, json!({})),
+        "TargetLacksCapability",
+        "does not declare ops.vworkspace.io/run-command",
+    );
+    assert_rejected(
+        &mut h,
+        operation("p", "Backup", Some("velero"), json!({})),
+        "TargetLacksCapability",
+        "only with [csiSnapshot], not velero",
+    );
 }
 
 #[test]
@@ -180,8 +254,18 @@ fn engine_unavailable_until_its_crd_appears() {
 #[test]
 fn forbidden_version() {
     let mut h = world();
-    assert_rejected(&mut h, operation("a", "Upgrade", None, json!({ "version": "1.3.0" })), "ForbiddenVersion", "matches 1.3.0");
-    assert_rejected(&mut h, operation("b", "Upgrade", None, json!({ "version": "2.0.1" })), "ForbiddenVersion", "matches 2.*");
+    assert_rejected(
+        &mut h,
+        operation("a", "Upgrade", None, json!({ "version": "1.3.0" })),
+        "ForbiddenVersion",
+        "matches 1.3.0",
+    );
+    assert_rejected(
+        &mut h,
+        operation("b", "Upgrade", None, json!({ "version": "2.0.1" })),
+        "ForbiddenVersion",
+        "matches 2.*",
+    );
 }
 
 #[test]
@@ -208,7 +292,12 @@ fn restore_of_another_namespaces_backup_is_forbidden() {
         ResourceKind::Child(ChildKind::VeleroBackup),
         json!({ "apiVersion": "velero.io/v1", "kind": "Backup", "metadata": { "name": "payments-nightly", "namespace": "velero", "labels": { "ops.vworkspace.io/operation-namespace": "payments" } } }),
     );
-    assert_rejected(&mut h, operation("r", "Restore", Some("velero"), json!({ "backupName": "payments-nightly" })), "Forbidden", "belongs to namespace payments");
+    assert_rejected(
+        &mut h,
+        operation("r", "Restore", Some("velero"), json!({ "backupName": "payments-nightly" })),
+        "Forbidden",
+        "belongs to namespace payments",
+    );
 }
 
 #[test]
@@ -265,7 +354,12 @@ fn conflicting_operations_queue_oldest_first() {
     assert_eq!(h.status(NS, "third")["queuePosition"], 2);
     assert_eq!(h.phase(NS, "third"), "Blocked");
     let (k, ns, name) = only_child(&h, "first");
-    h.set_child_status(k, &ns, &name, json!({ "succeeded": 1, "conditions": [{ "type": "Complete", "status": "True" }] }));
+    h.set_child_status(
+        k,
+        &ns,
+        &name,
+        json!({ "succeeded": 1, "conditions": [{ "type": "Complete", "status": "True" }] }),
+    );
     assert_eq!(h.children_of("uid-second").len(), 1, "second starts without being resubmitted");
     assert_eq!(h.status(NS, "third")["queuePosition"], 1);
     assert!(h.children_of("uid-third").is_empty());
@@ -274,11 +368,22 @@ fn conflicting_operations_queue_oldest_first() {
 #[test]
 fn missing_secret_blocks_until_created() {
     let mut h = world();
-    h.apply(ResourceKind::OperationTemplate, template("job-command", &["RunCommand"], Some("job"), json!({ "job": { "image": "busybox" }, "preconditions": { "requiredSecrets": ["db-credentials"] } })));
+    h.apply(
+        ResourceKind::OperationTemplate,
+        template(
+            "job-command",
+            &["RunCommand"],
+            Some("job"),
+            json!({ "job": { "image": "busybox" }, "preconditions": { "requiredSecrets": ["db-credentials"] } }),
+        ),
+    );
     submit(&mut h, operation("o", "RunCommand", None, json!({})));
     assert_eq!(cond(&h, "o", "PreconditionsMet"), ("False".into(), "MissingSecret".into()));
     assert!(h.status(NS, "o")["message"].as_str().unwrap().contains("db-credentials"));
-    h.apply(ResourceKind::Secret, json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "db-credentials", "namespace": NS } }));
+    h.apply(
+        ResourceKind::Secret,
+        json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "db-credentials", "namespace": NS } }),
+    );
     assert_eq!(cond(&h, "o", "PreconditionsMet"), ("True".into(), "Met".into()));
     assert_eq!(h.children_of("uid-o").len(), 1);
 }
@@ -295,7 +400,11 @@ fn foreign_object_with_the_child_name_is_never_overwritten() {
     submit(&mut h, operation("cmd", "RunCommand", None, json!({})));
     assert_eq!(cond(&h, "cmd", "Succeeded"), ("False".into(), "Rejected".into()));
     assert!(h.status(NS, "cmd")["message"].as_str().unwrap().contains("does not belong to this Operation"));
-    assert!(h.get(ResourceKind::Child(ChildKind::Job), NS, &child_name).unwrap()["metadata"]["labels"].get("ops.vworkspace.io/operation-uid").is_none());
+    assert!(
+        h.get(ResourceKind::Child(ChildKind::Job), NS, &child_name).unwrap()["metadata"]["labels"]
+            .get("ops.vworkspace.io/operation-uid")
+            .is_none()
+    );
 }
 
 #[test]

@@ -17,10 +17,10 @@ use super::condition::Condition;
     shortname = "appi",
     category = "vworkspace",
     doc = "An application instance that Operations act on; capabilities are declared by ops.vworkspace.io/* annotations",
-    printcolumn(name = "Chart", type_ = "string", json_path = ".spec.chart.name"),
-    printcolumn(name = "Version", type_ = "string", json_path = ".spec.chart.version"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn = r#"{"name":"Chart","type":"string","jsonPath":".spec.chart.name"}"#,
+    printcolumn = r#"{"name":"Version","type":"string","jsonPath":".spec.chart.version"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationInstanceSpec {

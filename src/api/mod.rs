@@ -9,12 +9,12 @@ pub mod template;
 pub use application::{ApplicationInstance, ApplicationInstanceSpec, ApplicationInstanceStatus, ChartRef};
 pub use condition::{Condition, ConditionStatus, ConditionType};
 pub use operation::{
-    ChildRef, EngineName, EngineStatus, Operation, OperationPhase, OperationSpec, OperationStatus,
-    OperationType, PlannedChild, Progress, TargetRef,
+    ChildRef, EngineName, EngineStatus, Operation, OperationPhase, OperationSpec, OperationStatus, OperationType,
+    PlannedChild, Progress, TargetRef,
 };
 pub use template::{
-    ArgoSettings, JobSettings, OperationTemplate, OperationTemplateSpec, RestoreSettings,
-    VeleroSettings, VolSyncSettings,
+    ArgoSettings, JobSettings, OperationTemplate, OperationTemplateSpec, RestoreSettings, VeleroSettings,
+    VolSyncSettings,
 };
 
 /// API group of every project CRD.

@@ -16,9 +16,9 @@ use super::operation::{EngineName, OperationType};
     shortname = "optpl",
     category = "vworkspace",
     doc = "Says which Operation types and engine a set of namespaces may run, with parameter schema, RBAC profile and preconditions",
-    printcolumn(name = "Types", type_ = "string", json_path = ".spec.types"),
-    printcolumn(name = "Engine", type_ = "string", json_path = ".spec.engine"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn = r#"{"name":"Types","type":"string","jsonPath":".spec.types"}"#,
+    printcolumn = r#"{"name":"Engine","type":"string","jsonPath":".spec.engine"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = Rule::new("self.types.all(t, t != 'Upgrade') ? has(self.engine) : true").message("engine is required unless the template is for Upgrade only"))]
 #[serde(rename_all = "camelCase")]

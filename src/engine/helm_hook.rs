@@ -78,7 +78,13 @@ mod tests {
 
     #[test]
     fn hooks_sort_by_weight_then_name() {
-        let h = |name: &str, weight| HelmHook { name: name.into(), kind: "Job".into(), weight, events: vec![], manifest: json!({}) };
+        let h = |name: &str, weight| HelmHook {
+            name: name.into(),
+            kind: "Job".into(),
+            weight,
+            events: vec![],
+            manifest: json!({}),
+        };
         let mut hooks = vec![h("b", 0), h("a", 5), h("a", 0), h("z", -1)];
         sort_hooks(&mut hooks);
         let order: Vec<_> = hooks.iter().map(|h| (h.name.as_str(), h.weight)).collect();

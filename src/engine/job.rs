@@ -28,7 +28,9 @@ fn env_vars(ctx: &OpContext<'_>) -> Result<Vec<Value>, Invalid> {
         Some(Value::Object(m)) => m
             .iter()
             .map(|(k, v)| {
-                let valid = !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !k.starts_with(|c: char| c.is_ascii_digit());
+                let valid = !k.is_empty()
+                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && !k.starts_with(|c: char| c.is_ascii_digit());
                 match (valid, v.as_str()) {
                     (true, Some(s)) => Ok(json!({ "name": k, "value": s })),
                     (false, _) => Err(Invalid::params(format!("env name {k:?} is not a valid variable name"))),
@@ -48,7 +50,10 @@ pub fn pod_spec(ctx: &OpContext<'_>, containers: Value) -> Map<String, Value> {
         pod.insert("serviceAccountName".into(), json!(sa));
     }
     pod.insert("automountServiceAccountToken".into(), json!(ctx.template.rbac.automount_service_account_token));
-    pod.insert("securityContext".into(), json!({ "runAsNonRoot": true, "seccompProfile": { "type": "RuntimeDefault" } }));
+    pod.insert(
+        "securityContext".into(),
+        json!({ "runAsNonRoot": true, "seccompProfile": { "type": "RuntimeDefault" } }),
+    );
     pod.insert("containers".into(), containers);
     pod
 }
@@ -101,7 +106,11 @@ fn condition<'a>(obj: &'a Value, ty: &str) -> Option<&'a Value> {
 /// A Job condition reason used as our reason only when it is a valid CamelCase reason.
 fn job_reason(c: &Value) -> String {
     match str_at(c, "/reason") {
-        Some(r) if !r.is_empty() && r.starts_with(|ch: char| ch.is_ascii_alphabetic()) && r.chars().all(|ch| ch.is_ascii_alphanumeric()) => {
+        Some(r)
+            if !r.is_empty()
+                && r.starts_with(|ch: char| ch.is_ascii_alphabetic())
+                && r.chars().all(|ch| ch.is_ascii_alphanumeric()) =>
+        {
             r.to_string()
         }
         _ => reason::ENGINE_FAILED.to_string(),
@@ -145,7 +154,10 @@ pub fn map(obj: &Value) -> Mapped {
         Verdict::Progressing { reason: reason::QUEUED, message: "job suspended".into() }
     } else if active > 0 || failed > 0 || succeeded > 0 {
         engine.phase = Some("Running".into());
-        Verdict::Progressing { reason: reason::IN_PROGRESS, message: format!("job running ({active} active, {failed} failed)") }
+        Verdict::Progressing {
+            reason: reason::IN_PROGRESS,
+            message: format!("job running ({active} active, {failed} failed)"),
+        }
     } else {
         engine.phase = Some("Pending".into());
         Verdict::Progressing { reason: reason::QUEUED, message: "job pending".into() }

@@ -15,9 +15,8 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use crate::api::{
-    ANNOTATION_COMMAND_ID, ApplicationInstance, EngineName, EngineStatus, LABEL_OPERATION,
-    LABEL_OPERATION_NAMESPACE, LABEL_OPERATION_UID, LABEL_STEP, OperationTemplateSpec, OperationType,
-    reason,
+    ANNOTATION_COMMAND_ID, ApplicationInstance, EngineName, EngineStatus, LABEL_OPERATION, LABEL_OPERATION_NAMESPACE,
+    LABEL_OPERATION_UID, LABEL_STEP, OperationTemplateSpec, OperationType, reason,
 };
 use crate::command::{Action, HelmHook};
 use crate::record::ChildKind;
@@ -112,7 +111,8 @@ impl EngineKind {
             EngineKind::VolSyncSource => volsync::build(ctx, step, volsync::Direction::Source),
             EngineKind::VolSyncDestination => volsync::build(ctx, step, volsync::Direction::Destination),
             EngineKind::HelmHookJob => {
-                let hook = hooks.get(step as usize).ok_or_else(|| Invalid::params(format!("no hook for step {step}")))?;
+                let hook =
+                    hooks.get(step as usize).ok_or_else(|| Invalid::params(format!("no hook for step {step}")))?;
                 helm_hook::build(ctx, step, hook)
             }
             EngineKind::ChartUpgrade => Err(Invalid::params("Upgrade has no child".to_string())),

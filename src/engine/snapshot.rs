@@ -25,9 +25,11 @@ pub fn build(ctx: &OpContext<'_>, step: u32) -> Result<ChildSpec, Invalid> {
     let meta = ctx.child_metadata(&name, ctx.namespace, step);
     let mut spec = Map::new();
     spec.insert("source".into(), json!({ "persistentVolumeClaimName": ctx.required_str("pvc")? }));
-    let class = ctx
-        .param_str("volumeSnapshotClassName")?
-        .or(ctx.template.snapshot.as_ref().and_then(|s| s.volume_snapshot_class_name.as_deref()));
+    let class = ctx.param_str("volumeSnapshotClassName")?.or(ctx
+        .template
+        .snapshot
+        .as_ref()
+        .and_then(|s| s.volume_snapshot_class_name.as_deref()));
     if let Some(c) = class {
         spec.insert("volumeSnapshotClassName".into(), json!(c));
     }
@@ -45,7 +47,10 @@ pub fn map(obj: &Value) -> Mapped {
     } else if let Some(e) = error {
         engine.phase = Some("Error".into());
         engine.message = Some(e.to_string());
-        Verdict::Progressing { reason: reason::RETRYING, message: format!("snapshotter reports an error and retries: {e}") }
+        Verdict::Progressing {
+            reason: reason::RETRYING,
+            message: format!("snapshotter reports an error and retries: {e}"),
+        }
     } else if obj.pointer("/status").is_some_and(|s| s.as_object().is_some_and(|m| !m.is_empty())) {
         engine.phase = Some(if content.is_some() { "Bound" } else { "Creating" }.into());
         Verdict::Progressing { reason: reason::IN_PROGRESS, message: "snapshot is being taken".into() }

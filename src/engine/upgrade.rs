@@ -18,7 +18,9 @@ pub fn check(ctx: &OpContext<'_>) -> Result<(), Invalid> {
     if let Some(pattern) = forbidden_match(&ctx.template.upgrade.forbidden_versions, version) {
         return Err(Invalid {
             reason: reason::FORBIDDEN_VERSION,
-            message: format!("chart version {version} is forbidden by the template (matches {pattern}); pick another version"),
+            message: format!(
+                "chart version {version} is forbidden by the template (matches {pattern}); pick another version"
+            ),
         });
     }
     Ok(())

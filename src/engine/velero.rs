@@ -114,7 +114,8 @@ pub fn build_restore(ctx: &OpContext<'_>, step: u32) -> Result<ChildSpec, Invali
 
 fn engine_status(obj: &Value, done: &str) -> EngineStatus {
     let phase = str_at(obj, "/status/phase").unwrap_or("").to_string();
-    let progress = match (int_at(obj, &format!("/status/progress/{done}")), int_at(obj, "/status/progress/totalItems")) {
+    let progress = match (int_at(obj, &format!("/status/progress/{done}")), int_at(obj, "/status/progress/totalItems"))
+    {
         (Some(c), Some(t)) => Some(Progress { completed: c, total: t }),
         _ => None,
     };
@@ -145,10 +146,13 @@ fn counts(e: &EngineStatus) -> String {
 fn map_phase(obj: &Value, engine: EngineStatus, what: &str) -> Verdict {
     let phase = str_at(obj, "/status/phase").unwrap_or("");
     match phase {
-        "" | "New" | "Queued" | "ReadyToStart" => {
-            Verdict::Progressing { reason: reason::QUEUED, message: format!("velero {what} is {}", engine.phase.as_deref().unwrap_or("New")) }
+        "" | "New" | "Queued" | "ReadyToStart" => Verdict::Progressing {
+            reason: reason::QUEUED,
+            message: format!("velero {what} is {}", engine.phase.as_deref().unwrap_or("New")),
+        },
+        "InProgress" => {
+            Verdict::Progressing { reason: reason::IN_PROGRESS, message: format!("velero {what} in progress") }
         }
-        "InProgress" => Verdict::Progressing { reason: reason::IN_PROGRESS, message: format!("velero {what} in progress") },
         p if p.starts_with("WaitingForPluginOperations") || p.starts_with("Finalizing") => {
             Verdict::Progressing { reason: reason::FINALIZING, message: format!("velero {what} is {p}") }
         }
@@ -169,7 +173,10 @@ fn map_phase(obj: &Value, engine: EngineStatus, what: &str) -> Verdict {
             reason: reason::CHILD_LOST.into(),
             message: format!("velero {what} is being deleted while the Operation is active"),
         },
-        other => Verdict::Progressing { reason: reason::IN_PROGRESS, message: format!("velero {what} reports unknown phase {other}") },
+        other => Verdict::Progressing {
+            reason: reason::IN_PROGRESS,
+            message: format!("velero {what} reports unknown phase {other}"),
+        },
     }
 }
 

@@ -117,7 +117,9 @@ impl Conditions {
     pub fn summary(&self) -> String {
         let pick = |ty| self.get(ty).map(|c| c.message.clone()).unwrap_or_default();
         match self.phase() {
-            OperationPhase::Succeeded | OperationPhase::Failed | OperationPhase::Cancelled => pick(ConditionType::Succeeded),
+            OperationPhase::Succeeded | OperationPhase::Failed | OperationPhase::Cancelled => {
+                pick(ConditionType::Succeeded)
+            }
             OperationPhase::Running => pick(ConditionType::Progressing),
             OperationPhase::Blocked => pick(ConditionType::PreconditionsMet),
             OperationPhase::Pending => {

@@ -129,7 +129,14 @@ fn reconcile_touched(state: &mut State, touched: Touched, now: chrono::DateTime<
     if touched.all {
         todo.extend(state.ops.keys().cloned());
     } else if touched.all_unstarted {
-        todo.extend(state.by_target.values().flatten().filter(|k| state.ops.get(*k).is_some_and(|o| o.started.is_none())).cloned());
+        todo.extend(
+            state
+                .by_target
+                .values()
+                .flatten()
+                .filter(|k| state.ops.get(*k).is_some_and(|o| o.started.is_none()))
+                .cloned(),
+        );
     }
     // A finished or started Operation moves its target's queue: revisit the peers, a bounded number of rounds.
     for _round in 0..4 {
@@ -167,5 +174,9 @@ pub(crate) fn owner_of(state: &State, child: &serde_json::Value) -> Option<OpKey
 
 /// Operations whose target is `app`.
 pub(crate) fn ops_on_target(state: &State, app: &ObjKey) -> Vec<OpKey> {
-    state.by_target.get(&(app.namespace.clone(), app.name.clone())).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+    state
+        .by_target
+        .get(&(app.namespace.clone(), app.name.clone()))
+        .map(|s| s.iter().cloned().collect())
+        .unwrap_or_default()
 }

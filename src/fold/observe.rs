@@ -68,7 +68,12 @@ fn route_change(state: &State, change: &Change, touched: &mut Touched) {
     }
 }
 
-fn relist_ops(state: &mut State, fresh: std::collections::BTreeMap<ObjKey, Value>, at: DateTime<Utc>, touched: &mut Touched) {
+fn relist_ops(
+    state: &mut State,
+    fresh: std::collections::BTreeMap<ObjKey, Value>,
+    at: DateTime<Utc>,
+    touched: &mut Touched,
+) {
     let gone: Vec<OpKey> = state
         .ops
         .keys()
@@ -129,7 +134,8 @@ fn apply_op(state: &mut State, obj: &Value, at: DateTime<Utc>, touched: &mut Tou
             Some(Err(e)) => op.spec_error = Some(format!("spec does not parse: {e}")),
             None => op.spec_error = Some("spec is missing".into()),
         }
-        if let Some(status) = obj.get("status").and_then(|s| serde_json::from_value::<OperationStatus>(s.clone()).ok()) {
+        if let Some(status) = obj.get("status").and_then(|s| serde_json::from_value::<OperationStatus>(s.clone()).ok())
+        {
             adopt(&mut op, status);
         }
         op

@@ -46,11 +46,24 @@ pub(crate) fn apply(op: &mut OpState, o: &Outcome, now: DateTime<Utc>, out: &mut
                 op.outputs.insert("hooks".into(), hooks.len().to_string());
                 op.hooks = Some(hooks);
             }
-            (R::NotFound, _) => op.finish(false, reason::ENGINE_REJECTED, format!("no Helm release record: {}", o.message), now, out),
-            (R::Forbidden | R::Invalid, _) => {
-                op.finish(false, reason::ENGINE_REJECTED, format!("cannot read the Helm release record: {}", o.message), now, out)
+            (R::NotFound, _) => {
+                op.finish(false, reason::ENGINE_REJECTED, format!("no Helm release record: {}", o.message), now, out)
             }
-            _ => op.set(C::Progressing, S::True, reason::RETRYING, format!("reading the Helm release failed, retrying: {}", o.message), now, out),
+            (R::Forbidden | R::Invalid, _) => op.finish(
+                false,
+                reason::ENGINE_REJECTED,
+                format!("cannot read the Helm release record: {}", o.message),
+                now,
+                out,
+            ),
+            _ => op.set(
+                C::Progressing,
+                S::True,
+                reason::RETRYING,
+                format!("reading the Helm release failed, retrying: {}", o.message),
+                now,
+                out,
+            ),
         },
         Pending::PatchTarget { rollback: false } => match (&o.result, &o.data) {
             (R::Ok, OutcomeData::Generation(g)) => {
@@ -58,21 +71,55 @@ pub(crate) fn apply(op: &mut OpState, o: &Outcome, now: DateTime<Utc>, out: &mut
                     u.generation = Some(*g);
                     let (from, to) = (u.previous.clone(), u.version.clone());
                     op.outputs.insert("targetGeneration".into(), g.to_string());
-                    op.set(C::Progressing, S::True, reason::CHILD_CREATED, format!("chart version {from} -> {to} patched; waiting for the rollout"), now, out);
+                    op.set(
+                        C::Progressing,
+                        S::True,
+                        reason::CHILD_CREATED,
+                        format!("chart version {from} -> {to} patched; waiting for the rollout"),
+                        now,
+                        out,
+                    );
                 }
             }
-            (R::Conflict, _) => op.finish(false, reason::ENGINE_REJECTED, format!("the target's chart version changed concurrently: {}", o.message), now, out),
-            (R::NotFound, _) => op.finish(false, reason::CHILD_LOST, format!("the target disappeared: {}", o.message), now, out),
-            (R::Forbidden | R::Invalid, _) => op.finish(false, reason::ENGINE_REJECTED, format!("patching the target was refused: {}", o.message), now, out),
-            _ => op.set(C::Progressing, S::True, reason::RETRYING, format!("patching the target failed, retrying: {}", o.message), now, out),
+            (R::Conflict, _) => op.finish(
+                false,
+                reason::ENGINE_REJECTED,
+                format!("the target's chart version changed concurrently: {}", o.message),
+                now,
+                out,
+            ),
+            (R::NotFound, _) => {
+                op.finish(false, reason::CHILD_LOST, format!("the target disappeared: {}", o.message), now, out)
+            }
+            (R::Forbidden | R::Invalid, _) => op.finish(
+                false,
+                reason::ENGINE_REJECTED,
+                format!("patching the target was refused: {}", o.message),
+                now,
+                out,
+            ),
+            _ => op.set(
+                C::Progressing,
+                S::True,
+                reason::RETRYING,
+                format!("patching the target failed, retrying: {}", o.message),
+                now,
+                out,
+            ),
         },
         Pending::PatchTarget { rollback: true } => {
             let restored = if ok { "restored" } else { "could not be restored" };
             let prev = op.upgrade.as_ref().map(|u| u.previous.clone()).unwrap_or_default();
             if op.cancel == CancelState::Stopping {
                 op.finish(false, reason::CANCELLED, format!("cancelled: chart version {prev} {restored}"), now, out);
-            } else if let Some(RollbackState::Sent { reason: r, message }) = op.upgrade.as_ref().map(|u| u.rollback.clone()) {
-                let detail = if ok { format!("rolled back to {prev}") } else { format!("rollback to {prev} failed: {}", o.message) };
+            } else if let Some(RollbackState::Sent { reason: r, message }) =
+                op.upgrade.as_ref().map(|u| u.rollback.clone())
+            {
+                let detail = if ok {
+                    format!("rolled back to {prev}")
+                } else {
+                    format!("rollback to {prev} failed: {}", o.message)
+                };
                 op.finish(false, &r, format!("{message}; {detail}"), now, out);
             }
         }
@@ -94,14 +141,25 @@ fn create(op: &mut OpState, step: u32, o: &Outcome, now: DateTime<Utc>, out: &mu
             now,
             out,
         ),
-        R::Forbidden | R::Invalid | R::NotFound => {
-            op.finish(false, reason::ENGINE_REJECTED, format!("the API server refused to create {what}: {}", o.message), now, out)
-        }
+        R::Forbidden | R::Invalid | R::NotFound => op.finish(
+            false,
+            reason::ENGINE_REJECTED,
+            format!("the API server refused to create {what}: {}", o.message),
+            now,
+            out,
+        ),
         R::Conflict | R::Error => {
             if st.create != CreateState::Created {
                 st.create = CreateState::NotSent;
             }
-            op.set(C::Progressing, S::True, reason::RETRYING, format!("creating {what} failed, retrying: {}", o.message), now, out);
+            op.set(
+                C::Progressing,
+                S::True,
+                reason::RETRYING,
+                format!("creating {what} failed, retrying: {}", o.message),
+                now,
+                out,
+            );
         }
     }
 }

@@ -25,7 +25,11 @@ pub struct Holder {
 }
 
 pub fn target_ready(app: &Value) -> Option<(bool, String)> {
-    let c = app.pointer("/status/conditions")?.as_array()?.iter().find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))?;
+    let c = app
+        .pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))?;
     let ready = c.get("status").and_then(Value::as_str) == Some("True");
     let msg = c.get("message").and_then(Value::as_str).unwrap_or("").to_string();
     Some((ready, msg))
@@ -36,11 +40,8 @@ pub fn check(op: &OpState, template: &OperationTemplateSpec, world: &World, othe
     let target = op.target_name().unwrap_or_default();
     let me = (op.created, op.key.name.clone());
     let exclusive = template.preconditions.exclusive;
-    let ahead: Vec<&Holder> = others
-        .iter()
-        .filter(|h| h.started || h.order < me)
-        .filter(|h| exclusive || h.exclusive)
-        .collect();
+    let ahead: Vec<&Holder> =
+        others.iter().filter(|h| h.started || h.order < me).filter(|h| exclusive || h.exclusive).collect();
     if !ahead.is_empty() {
         let mut names: Vec<&str> = ahead.iter().map(|h| h.name.as_str()).collect();
         names.sort();

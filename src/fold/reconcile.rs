@@ -35,7 +35,12 @@ impl OpState {
             (Action::CreateChild { step, .. }, _) => naming::command_id(&self.uid, *step, "create"),
             _ => {
                 self.counter += 1;
-                format!("{}-c{}-{}", naming::short_hash(&[&self.uid], 6), self.counter, action.name().to_ascii_lowercase())
+                format!(
+                    "{}-c{}-{}",
+                    naming::short_hash(&[&self.uid], 6),
+                    self.counter,
+                    action.name().to_ascii_lowercase()
+                )
             }
         };
         if let Some(p) = pending {
@@ -46,7 +51,15 @@ impl OpState {
     }
 
     /// Sets a condition; a transition of a contract condition emits one Event with its reason.
-    pub(crate) fn set(&mut self, ty: C, status: S, reason: &str, message: impl Into<String>, now: DateTime<Utc>, out: &mut Vec<Command>) {
+    pub(crate) fn set(
+        &mut self,
+        ty: C,
+        status: S,
+        reason: &str,
+        message: impl Into<String>,
+        now: DateTime<Utc>,
+        out: &mut Vec<Command>,
+    ) {
         if let Some(t) = self.conditions.set(ty, status, reason, message, self.generation, now) {
             self.event_for(&t, out);
         }
@@ -71,7 +84,14 @@ impl OpState {
     }
 
     /// Ends the Operation. Terminal outcomes never change afterwards.
-    pub(crate) fn finish(&mut self, ok: bool, why: &str, message: impl Into<String>, now: DateTime<Utc>, out: &mut Vec<Command>) {
+    pub(crate) fn finish(
+        &mut self,
+        ok: bool,
+        why: &str,
+        message: impl Into<String>,
+        now: DateTime<Utc>,
+        out: &mut Vec<Command>,
+    ) {
         if self.is_terminal() {
             return;
         }
@@ -84,7 +104,8 @@ impl OpState {
 
     /// The deadline: the spec's, else the template's, from creation.
     pub fn deadline(&self) -> Option<DateTime<Utc>> {
-        let secs = self.spec.as_ref()?.deadline_seconds.or(self.template.as_ref().and_then(|(_, t)| t.deadline_seconds))?;
+        let secs =
+            self.spec.as_ref()?.deadline_seconds.or(self.template.as_ref().and_then(|(_, t)| t.deadline_seconds))?;
         Some(self.created + Duration::seconds(secs))
     }
 }
@@ -164,7 +185,14 @@ fn accept(op: &mut OpState, env: &Env<'_>, out: &mut Vec<Command>) {
     match validate::validate(op, env.world) {
         Acceptance::Rejected { reason: r, message } => {
             op.set(C::Accepted, S::False, r, message.clone(), now, out);
-            op.set(C::PreconditionsMet, S::Unknown, reason::PENDING, "not evaluated: the Operation was not accepted", now, out);
+            op.set(
+                C::PreconditionsMet,
+                S::Unknown,
+                reason::PENDING,
+                "not evaluated: the Operation was not accepted",
+                now,
+                out,
+            );
             op.finish(false, reason::REJECTED, format!("{r}: {message}"), now, out);
         }
         Acceptance::Waiting { reason: r, message } => {
@@ -214,7 +242,14 @@ fn accept(op: &mut OpState, env: &Env<'_>, out: &mut Vec<Command>) {
                 }
                 Preconditions::Met => {
                     op.queue_position = None;
-                    op.set(C::PreconditionsMet, S::True, reason::PRECONDITIONS_MET, "target ready, no conflicting Operation, secrets present", now, out);
+                    op.set(
+                        C::PreconditionsMet,
+                        S::True,
+                        reason::PRECONDITIONS_MET,
+                        "target ready, no conflicting Operation, secrets present",
+                        now,
+                        out,
+                    );
                     op.started = Some(now);
                 }
             }
@@ -262,8 +297,12 @@ fn dry_run(op: &mut OpState, kind: EngineKind, env: &Env<'_>, out: &mut Vec<Comm
     }
     let pre = preconditions::check(op, &o.template, env.world, &env.holders);
     match pre {
-        Preconditions::Met => op.set(C::PreconditionsMet, S::True, reason::PRECONDITIONS_MET, "preconditions hold now", now, out),
-        Preconditions::Blocked { reason: r, message, .. } => op.set(C::PreconditionsMet, S::False, r, message, now, out),
+        Preconditions::Met => {
+            op.set(C::PreconditionsMet, S::True, reason::PRECONDITIONS_MET, "preconditions hold now", now, out)
+        }
+        Preconditions::Blocked { reason: r, message, .. } => {
+            op.set(C::PreconditionsMet, S::False, r, message, now, out)
+        }
     }
     let n = plan.len();
     op.plan = plan;
@@ -315,7 +354,13 @@ fn drive(op: &mut OpState, kind: EngineKind, env: &Env<'_>, out: &mut Vec<Comman
     loop {
         let Some(i) = (0..total).find(|i| !op.steps.get(*i as usize).is_some_and(|s| s.done)) else {
             let msg = op.conditions.get(C::Progressing).map(|c| c.message.clone()).unwrap_or_default();
-            op.finish(true, reason::COMPLETED, if total > 1 { format!("all {total} steps completed") } else { msg }, now, out);
+            op.finish(
+                true,
+                reason::COMPLETED,
+                if total > 1 { format!("all {total} steps completed") } else { msg },
+                now,
+                out,
+            );
             return;
         };
         if op.steps.len() <= i as usize {
@@ -340,7 +385,12 @@ fn drive(op: &mut OpState, kind: EngineKind, env: &Env<'_>, out: &mut Vec<Comman
         if let Some(obj) = observed
             && !is_ours(obj, &op.uid)
         {
-            let msg = format!("{} {}/{} already exists and does not belong to this Operation; nothing was overwritten", st.kind.kind(), st.namespace, st.name);
+            let msg = format!(
+                "{} {}/{} already exists and does not belong to this Operation; nothing was overwritten",
+                st.kind.kind(),
+                st.namespace,
+                st.name
+            );
             op.finish(false, reason::REJECTED, msg, now, out);
             return;
         }
@@ -355,7 +405,13 @@ fn drive(op: &mut OpState, kind: EngineKind, env: &Env<'_>, out: &mut Vec<Comman
                 match child {
                     Ok(c) => {
                         op.steps[i as usize].create = CreateState::Sent;
-                        let action = Action::CreateChild { kind: c.kind, namespace: c.namespace, name: c.name, step: i, manifest: c.manifest };
+                        let action = Action::CreateChild {
+                            kind: c.kind,
+                            namespace: c.namespace,
+                            name: c.name,
+                            step: i,
+                            manifest: c.manifest,
+                        };
                         op.emit(action, Some(Pending::Create { step: i }), out);
                     }
                     Err(e) => op.finish(false, reason::ENGINE_REJECTED, e.message, now, out),
@@ -367,7 +423,12 @@ fn drive(op: &mut OpState, kind: EngineKind, env: &Env<'_>, out: &mut Vec<Comman
         }
         let Some(obj) = observed else {
             if st.seen {
-                let msg = format!("{} {}/{} was deleted while the Operation was active", st.kind.kind(), st.namespace, st.name);
+                let msg = format!(
+                    "{} {}/{} was deleted while the Operation was active",
+                    st.kind.kind(),
+                    st.namespace,
+                    st.name
+                );
                 op.finish(false, reason::CHILD_LOST, msg, now, out);
             }
             return;
@@ -403,7 +464,12 @@ fn drive_upgrade(op: &mut OpState, o: &Owned, env: &Env<'_>, out: &mut Vec<Comma
     let target = op.target_name().unwrap_or_default().to_string();
     let app = env.world.apps.get(&ObjKey::new(op.key.namespace.clone(), target.clone())).cloned();
     let current = o.target.spec.chart.version.clone();
-    let up = op.upgrade.get_or_insert_with(|| UpgradeState { previous: current, version: version.clone(), generation: None, rollback: RollbackState::None });
+    let up = op.upgrade.get_or_insert_with(|| UpgradeState {
+        previous: current,
+        version: version.clone(),
+        generation: None,
+        rollback: RollbackState::None,
+    });
     let up = up.clone();
     op.outputs.insert("previousVersion".into(), up.previous.clone());
     op.outputs.insert("version".into(), up.version.clone());
@@ -412,18 +478,29 @@ fn drive_upgrade(op: &mut OpState, o: &Owned, env: &Env<'_>, out: &mut Vec<Comma
     }
     let Some(generation) = up.generation else {
         if !op.has_pending(&Pending::PatchTarget { rollback: false }) {
-            let action = Action::PatchTargetVersion { target, version: up.version.clone(), expected_current: up.previous.clone() };
+            let action = Action::PatchTargetVersion {
+                target,
+                version: up.version.clone(),
+                expected_current: up.previous.clone(),
+            };
             op.emit(action, Some(Pending::PatchTarget { rollback: false }), out);
         }
         return;
     };
     let Some(app) = app else {
-        op.finish(false, reason::CHILD_LOST, format!("ApplicationInstance {target} was deleted during the upgrade"), now, out);
+        op.finish(
+            false,
+            reason::CHILD_LOST,
+            format!("ApplicationInstance {target} was deleted during the upgrade"),
+            now,
+            out,
+        );
         return;
     };
     op.engine = Some(EngineStatus {
         name: "chartUpgrade".into(),
-        phase: preconditions::target_ready(&app).map(|(r, _)| if r { "Ready".to_string() } else { "NotReady".to_string() }),
+        phase: preconditions::target_ready(&app)
+            .map(|(r, _)| if r { "Ready".to_string() } else { "NotReady".to_string() }),
         ..Default::default()
     });
     match upgrade::map_target(&app, generation, &up.version) {
@@ -435,7 +512,11 @@ fn drive_upgrade(op: &mut OpState, o: &Owned, env: &Env<'_>, out: &mut Vec<Comma
             if let Some(u) = op.upgrade.as_mut() {
                 u.rollback = RollbackState::Sent { reason: r, message };
             }
-            let action = Action::PatchTargetVersion { target, version: up.previous.clone(), expected_current: up.version.clone() };
+            let action = Action::PatchTargetVersion {
+                target,
+                version: up.previous.clone(),
+                expected_current: up.version.clone(),
+            };
             op.emit(action, Some(Pending::PatchTarget { rollback: true }), out);
         }
         Verdict::Failed { reason: r, message } => op.finish(false, &r, message, now, out),
@@ -444,7 +525,8 @@ fn drive_upgrade(op: &mut OpState, o: &Owned, env: &Env<'_>, out: &mut Vec<Comma
 
 /// Whether an observed object carries this Operation's UID label.
 fn is_ours(obj: &Value, uid: &str) -> bool {
-    obj.pointer("/metadata/labels").and_then(|l| l.get(crate::api::LABEL_OPERATION_UID)).and_then(Value::as_str) == Some(uid)
+    obj.pointer("/metadata/labels").and_then(|l| l.get(crate::api::LABEL_OPERATION_UID)).and_then(Value::as_str)
+        == Some(uid)
 }
 
 /// The current step's child, if a create was sent for it.
@@ -459,11 +541,19 @@ fn current_child(op: &OpState) -> Option<ChildSpec> {
 
 fn start_cancel(op: &mut OpState, kind: EngineKind, now: DateTime<Utc>, out: &mut Vec<Command>) {
     if kind == EngineKind::ChartUpgrade {
-        let sent = op.upgrade.as_ref().is_some_and(|u| u.generation.is_some()) || op.has_pending(&Pending::PatchTarget { rollback: false });
+        let sent = op.upgrade.as_ref().is_some_and(|u| u.generation.is_some())
+            || op.has_pending(&Pending::PatchTarget { rollback: false });
         match op.upgrade.clone().filter(|_| sent) {
             Some(up) => {
                 op.cancel = CancelState::Stopping;
-                op.set(C::Progressing, S::True, reason::CANCELLING, format!("cancel requested: restoring chart version {}", up.previous), now, out);
+                op.set(
+                    C::Progressing,
+                    S::True,
+                    reason::CANCELLING,
+                    format!("cancel requested: restoring chart version {}", up.previous),
+                    now,
+                    out,
+                );
                 let action = Action::PatchTargetVersion {
                     target: op.target_name().unwrap_or_default().to_string(),
                     version: up.previous,
@@ -479,7 +569,14 @@ fn start_cancel(op: &mut OpState, kind: EngineKind, now: DateTime<Utc>, out: &mu
         Some(child) if !op.steps.iter().all(|s| s.done) => {
             op.cancel = CancelState::Stopping;
             let step = op.steps.iter().rev().find(|s| s.create != CreateState::NotSent).map(|s| s.step).unwrap_or(0);
-            op.set(C::Progressing, S::True, reason::CANCELLING, format!("cancel requested: stopping {} {}", child.kind.kind(), child.name), now, out);
+            op.set(
+                C::Progressing,
+                S::True,
+                reason::CANCELLING,
+                format!("cancel requested: stopping {} {}", child.kind.kind(), child.name),
+                now,
+                out,
+            );
             op.emit(kind.cancel(&child), Some(Pending::Stop { step }), out);
         }
         _ => op.finish(false, reason::CANCELLED, "cancelled before a child was created", now, out),
@@ -489,7 +586,13 @@ fn start_cancel(op: &mut OpState, kind: EngineKind, now: DateTime<Utc>, out: &mu
 fn deadline_exceeded(op: &mut OpState, kind: Option<EngineKind>, now: DateTime<Utc>, out: &mut Vec<Command>) {
     let secs = op.deadline().map(|d| (d - op.created).num_seconds()).unwrap_or(0);
     let state = if op.started.is_some() { "running" } else { "waiting" };
-    op.finish(false, reason::DEADLINE_EXCEEDED, format!("the deadline of {secs}s passed while the Operation was {state}"), now, out);
+    op.finish(
+        false,
+        reason::DEADLINE_EXCEEDED,
+        format!("the deadline of {secs}s passed while the Operation was {state}"),
+        now,
+        out,
+    );
     // Best effort: stop the work that no longer has an Operation waiting for it.
     if let (Some(k), Some(child)) = (kind, current_child(op))
         && k != EngineKind::ChartUpgrade
@@ -506,7 +609,12 @@ fn after_terminal(op: &mut OpState, env: &Env<'_>, out: &mut Vec<Command>) {
         op.cancel_ignored_reported = true;
         let note = format!("cancel ignored: the Operation already finished ({})", op.conditions.reason(C::Succeeded));
         op.emit(
-            Action::EmitEvent { event_type: EventType::Warning, reason: "CancelIgnored".into(), note, action: "Cancel".into() },
+            Action::EmitEvent {
+                event_type: EventType::Warning,
+                reason: "CancelIgnored".into(),
+                note,
+                action: "Cancel".into(),
+            },
             Some(Pending::Event),
             out,
         );
@@ -528,14 +636,27 @@ fn cleanup(op: &mut OpState, _env: &Env<'_>, out: &mut Vec<Command>) {
     if !op.has_finalizer {
         return;
     }
-    if op.steps.iter().any(|s| s.create == CreateState::Sent && op.pending.values().any(|p| *p == Pending::Create { step: s.step })) {
+    if op
+        .steps
+        .iter()
+        .any(|s| s.create == CreateState::Sent && op.pending.values().any(|p| *p == Pending::Create { step: s.step }))
+    {
         return;
     }
     if !op.cleanup.deletes_sent {
         op.cleanup.deletes_sent = true;
-        let foreign: Vec<StepState> = op.steps.iter().filter(|s| s.namespace != op.key.namespace && s.create != CreateState::NotSent).cloned().collect();
+        let foreign: Vec<StepState> = op
+            .steps
+            .iter()
+            .filter(|s| s.namespace != op.key.namespace && s.create != CreateState::NotSent)
+            .cloned()
+            .collect();
         for s in foreign {
-            op.emit(Action::DeleteChild { kind: s.kind, namespace: s.namespace, name: s.name }, Some(Pending::CleanupDelete { step: s.step }), out);
+            op.emit(
+                Action::DeleteChild { kind: s.kind, namespace: s.namespace, name: s.name },
+                Some(Pending::CleanupDelete { step: s.step }),
+                out,
+            );
         }
     }
     let waiting = op.pending.values().any(|p| matches!(p, Pending::CleanupDelete { .. }));
@@ -561,7 +682,13 @@ pub fn build_status(op: &OpState, now: DateTime<Utc>) -> OperationStatus {
             .steps
             .iter()
             .filter(|s| s.create == CreateState::Created)
-            .map(|s| ChildRef { api_version: s.kind.api_version().into(), kind: s.kind.kind().into(), namespace: s.namespace.clone(), name: s.name.clone(), step: s.step })
+            .map(|s| ChildRef {
+                api_version: s.kind.api_version().into(),
+                kind: s.kind.kind().into(),
+                namespace: s.namespace.clone(),
+                name: s.name.clone(),
+                step: s.step,
+            })
             .collect(),
         engine: op.engine.clone(),
         outputs: op.outputs.clone(),

@@ -17,11 +17,17 @@ pub const MAX_PARAMETER_DEPTH: usize = 16;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Acceptance {
-    Accepted(Accepted),
+    Accepted(Box<Accepted>),
     /// May resolve as the world changes (a template, target or CRD that appears later).
-    Waiting { reason: &'static str, message: String },
+    Waiting {
+        reason: &'static str,
+        message: String,
+    },
     /// Cannot resolve: the spec is immutable.
-    Rejected { reason: &'static str, message: String },
+    Rejected {
+        reason: &'static str,
+        message: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -60,27 +66,41 @@ fn depth(v: &Value) -> usize {
 }
 
 /// Chooses the template: the named one, else the first by name that allows type, engine and namespace.
-fn resolve_template(spec: &OperationSpec, ns: &str, world: &World) -> Result<(String, OperationTemplateSpec), Acceptance> {
+fn resolve_template(
+    spec: &OperationSpec,
+    ns: &str,
+    world: &World,
+) -> Result<(String, OperationTemplateSpec), Acceptance> {
     let ty = spec.type_;
     if let Some(name) = &spec.template {
         if let Some(err) = world.bad_templates.get(name) {
             return Err(waiting(reason::UNKNOWN_TEMPLATE, format!("OperationTemplate {name} is invalid: {err}")));
         }
         let Some(t) = world.templates.get(name) else {
-            return Err(waiting(reason::UNKNOWN_TEMPLATE, format!("no OperationTemplate named {name}; create it or name another in spec.template")));
+            return Err(waiting(
+                reason::UNKNOWN_TEMPLATE,
+                format!("no OperationTemplate named {name}; create it or name another in spec.template"),
+            ));
         };
         if !namespace_allowed(&t.spec, ns) {
             return Err(rejected(reason::FORBIDDEN, format!("OperationTemplate {name} does not allow namespace {ns}")));
         }
         if !t.spec.types.contains(&ty) {
-            return Err(rejected(reason::TYPE_NOT_ALLOWED, format!("OperationTemplate {name} does not allow type {}", ty.as_str())));
+            return Err(rejected(
+                reason::TYPE_NOT_ALLOWED,
+                format!("OperationTemplate {name} does not allow type {}", ty.as_str()),
+            ));
         }
         if let (Some(want), Some(has)) = (spec.engine, t.spec.engine)
             && want != has
         {
             return Err(rejected(
                 reason::ENGINE_NOT_ALLOWED,
-                format!("OperationTemplate {name} runs engine {}, not {}; drop spec.engine or pick another template", has.as_str(), want.as_str()),
+                format!(
+                    "OperationTemplate {name} runs engine {}, not {}; drop spec.engine or pick another template",
+                    has.as_str(),
+                    want.as_str()
+                ),
             ));
         }
         return Ok((name.clone(), t.spec.clone()));
@@ -98,7 +118,10 @@ fn resolve_template(spec: &OperationSpec, ns: &str, world: &World) -> Result<(St
                 spec.engine.map(|e| e.as_str()).unwrap_or("-")
             ),
         )),
-        None => Err(waiting(reason::TYPE_NOT_ALLOWED, format!("no OperationTemplate allows type {} in namespace {ns}", ty.as_str()))),
+        None => Err(waiting(
+            reason::TYPE_NOT_ALLOWED,
+            format!("no OperationTemplate allows type {} in namespace {ns}", ty.as_str()),
+        )),
     }
 }
 
@@ -109,7 +132,10 @@ fn check_capability(ty: OperationType, engine: EngineKind, app: &Value, target: 
     let Some(list) = declared else {
         return Err(rejected(
             reason::TARGET_LACKS_CAPABILITY,
-            format!("ApplicationInstance {target} does not declare {key}; its owner must add it to allow {}", ty.as_str()),
+            format!(
+                "ApplicationInstance {target} does not declare {key}; its owner must add it to allow {}",
+                ty.as_str()
+            ),
         ));
     };
     let engines: Vec<&str> = list.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
@@ -118,7 +144,12 @@ fn check_capability(ty: OperationType, engine: EngineKind, app: &Value, target: 
     } else {
         Err(rejected(
             reason::TARGET_LACKS_CAPABILITY,
-            format!("ApplicationInstance {target} allows {} only with [{}], not {}", ty.as_str(), engines.join(", "), engine.display()),
+            format!(
+                "ApplicationInstance {target} allows {} only with [{}], not {}",
+                ty.as_str(),
+                engines.join(", "),
+                engine.display()
+            ),
         ))
     }
 }
@@ -145,7 +176,10 @@ fn check_schema(template_name: &str, t: &OperationTemplateSpec, params: &Value) 
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(rejected(reason::INVALID_PARAMETERS, format!("parameters do not match the template's schema: {}", errors.join("; "))))
+        Err(rejected(
+            reason::INVALID_PARAMETERS,
+            format!("parameters do not match the template's schema: {}", errors.join("; ")),
+        ))
     }
 }
 
@@ -161,10 +195,16 @@ pub fn validate(op: &OpState, world: &World) -> Acceptance {
     let raw = Value::Object(params.clone());
     let size = serde_json::to_vec(&raw).map(|v| v.len()).unwrap_or(usize::MAX);
     if size > MAX_PARAMETER_BYTES {
-        return rejected(reason::INVALID_PARAMETERS, format!("parameters are {size} bytes; the limit is {MAX_PARAMETER_BYTES}"));
+        return rejected(
+            reason::INVALID_PARAMETERS,
+            format!("parameters are {size} bytes; the limit is {MAX_PARAMETER_BYTES}"),
+        );
     }
     if depth(&raw) > MAX_PARAMETER_DEPTH {
-        return rejected(reason::INVALID_PARAMETERS, format!("parameters nest deeper than {MAX_PARAMETER_DEPTH} levels"));
+        return rejected(
+            reason::INVALID_PARAMETERS,
+            format!("parameters nest deeper than {MAX_PARAMETER_DEPTH} levels"),
+        );
     }
     let (template_name, template) = match resolve_template(spec, ns, world) {
         Ok(t) => t,
@@ -174,7 +214,10 @@ pub fn validate(op: &OpState, world: &World) -> Acceptance {
     let engine = match (spec.type_, engine_name) {
         (OperationType::Upgrade, None) => EngineKind::ChartUpgrade,
         (OperationType::Upgrade, Some(e)) => {
-            return rejected(reason::ENGINE_NOT_ALLOWED, format!("Upgrade patches the chart version and takes no engine, not {}", e.as_str()));
+            return rejected(
+                reason::ENGINE_NOT_ALLOWED,
+                format!("Upgrade patches the chart version and takes no engine, not {}", e.as_str()),
+            );
         }
         (ty, e) => match EngineKind::resolve(ty, e) {
             Some(k) => k,
@@ -192,7 +235,10 @@ pub fn validate(op: &OpState, world: &World) -> Acceptance {
     if let (Some(d), Some(max)) = (spec.deadline_seconds, template.max_deadline_seconds)
         && d > max
     {
-        return rejected(reason::INVALID_PARAMETERS, format!("deadlineSeconds {d} exceeds the template's maximum of {max}"));
+        return rejected(
+            reason::INVALID_PARAMETERS,
+            format!("deadlineSeconds {d} exceeds the template's maximum of {max}"),
+        );
     }
     let target = spec.target.name.as_str();
     let Some((app_raw, app)) = world.app(&ObjKey::new(ns, target)) else {
@@ -206,10 +252,22 @@ pub fn validate(op: &OpState, world: &World) -> Acceptance {
     {
         return waiting(
             reason::ENGINE_UNAVAILABLE,
-            format!("the {} CRD ({}) is not installed; the Operation starts when it is", kind.kind(), kind.api_version()),
+            format!(
+                "the {} CRD ({}) is not installed; the Operation starts when it is",
+                kind.kind(),
+                kind.api_version()
+            ),
         );
     }
-    let ctx = OpContext { name: &op.key.name, namespace: ns, uid: &op.uid, ty: spec.type_, params: &params, template: &template, target: &app };
+    let ctx = OpContext {
+        name: &op.key.name,
+        namespace: ns,
+        uid: &op.uid,
+        ty: spec.type_,
+        params: &params,
+        template: &template,
+        target: &app,
+    };
     if let Err(e) = engine.check_params(&ctx) {
         return rejected(e.reason, e.message);
     }
@@ -218,18 +276,22 @@ pub fn validate(op: &OpState, world: &World) -> Acceptance {
     {
         return a;
     }
-    Acceptance::Accepted(Accepted { template_name, template, engine })
+    Acceptance::Accepted(Box::new(Accepted { template_name, template, engine }))
 }
 
 /// A restore may not use a backup that an Operation in another namespace made.
 fn check_backup_owner(ctx: &OpContext<'_>, world: &World) -> Result<(), Acceptance> {
     let Ok(Some(name)) = ctx.param_str("backupName") else { return Ok(()) };
     let Some(backup) = world.child(ChildKind::VeleroBackup, velero::velero_namespace(ctx), name) else { return Ok(()) };
-    let owner_ns = backup.pointer("/metadata/labels").and_then(|l| l.get(crate::api::LABEL_OPERATION_NAMESPACE)).and_then(Value::as_str);
+    let owner_ns = backup
+        .pointer("/metadata/labels")
+        .and_then(|l| l.get(crate::api::LABEL_OPERATION_NAMESPACE))
+        .and_then(Value::as_str);
     match owner_ns {
-        Some(n) if n != ctx.namespace => {
-            Err(rejected(reason::FORBIDDEN, format!("backup {name} belongs to namespace {n}; a restore may only use backups of {}", ctx.namespace)))
-        }
+        Some(n) if n != ctx.namespace => Err(rejected(
+            reason::FORBIDDEN,
+            format!("backup {name} belongs to namespace {n}; a restore may only use backups of {}", ctx.namespace),
+        )),
         _ => Ok(()),
     }
 }

@@ -80,7 +80,7 @@ impl World {
         match kind {
             ResourceKind::OperationTemplate => self.templates.get(&key.name).and_then(|t| serde_json::to_value(t).ok()),
             ResourceKind::ApplicationInstance => self.apps.get(key).cloned(),
-            ResourceKind::Secret => self.secrets.contains(key).then(|| Value::Null),
+            ResourceKind::Secret => self.secrets.contains(key).then_some(Value::Null),
             ResourceKind::Child(c) => self.children.get(&(c, key.clone())).cloned(),
             ResourceKind::Operation => None,
         }

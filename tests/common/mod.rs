@@ -24,12 +24,42 @@ pub fn template(name: &str, types: &[&str], engine: Option<&str>, extra: Value) 
 /// Every template the engines need, one per engine.
 pub fn all_templates() -> Vec<Value> {
     vec![
-        template("velero-backup", &["Backup", "Restore"], Some("velero"), json!({ "velero": { "namespace": "velero", "storageLocation": "default" } })),
-        template("argo-runbook", &["Runbook", "Migration"], Some("argoWorkflow"), json!({ "argo": { "workflowTemplateRef": "db-runbook" }, "rbac": { "serviceAccountName": "runner" } })),
-        template("job-command", &["RunCommand"], Some("job"), json!({ "job": { "image": "busybox:1.36", "command": ["sh", "-c"], "allowArgs": true, "backoffLimit": 1 }, "rbac": { "serviceAccountName": "runner" } })),
-        template("csi-snapshot", &["Backup"], Some("csiSnapshot"), json!({ "snapshot": { "volumeSnapshotClassName": "csi-hostpath" } })),
-        template("volsync", &["Backup", "Restore"], Some("volSync"), json!({ "volSync": { "mover": "restic", "moverSpec": { "repository": "restic-secret", "copyMethod": "Snapshot" } } })),
-        template("helm-hooks", &["Migration"], Some("helmHookJob"), json!({ "helmHook": { "event": "pre-upgrade" }, "rbac": { "serviceAccountName": "migrator" } })),
+        template(
+            "velero-backup",
+            &["Backup", "Restore"],
+            Some("velero"),
+            json!({ "velero": { "namespace": "velero", "storageLocation": "default" } }),
+        ),
+        template(
+            "argo-runbook",
+            &["Runbook", "Migration"],
+            Some("argoWorkflow"),
+            json!({ "argo": { "workflowTemplateRef": "db-runbook" }, "rbac": { "serviceAccountName": "runner" } }),
+        ),
+        template(
+            "job-command",
+            &["RunCommand"],
+            Some("job"),
+            json!({ "job": { "image": "busybox:1.36", "command": ["sh", "-c"], "allowArgs": true, "backoffLimit": 1 }, "rbac": { "serviceAccountName": "runner" } }),
+        ),
+        template(
+            "csi-snapshot",
+            &["Backup"],
+            Some("csiSnapshot"),
+            json!({ "snapshot": { "volumeSnapshotClassName": "csi-hostpath" } }),
+        ),
+        template(
+            "volsync",
+            &["Backup", "Restore"],
+            Some("volSync"),
+            json!({ "volSync": { "mover": "restic", "moverSpec": { "repository": "restic-secret", "copyMethod": "Snapshot" } } }),
+        ),
+        template(
+            "helm-hooks",
+            &["Migration"],
+            Some("helmHookJob"),
+            json!({ "helmHook": { "event": "pre-upgrade" }, "rbac": { "serviceAccountName": "migrator" } }),
+        ),
         template("upgrade", &["Upgrade"], None, json!({ "upgrade": { "forbiddenVersions": ["1.3.0", "2.*"] } })),
     ]
 }
