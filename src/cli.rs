@@ -23,4 +23,16 @@ pub enum Command {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// The embedded default: a local control plane, the CRDs, the engine simulators and the samples.
+    Dev {
+        /// Apply the samples, print `kubectl get operations`, and exit.
+        #[arg(long)]
+        once: bool,
+        /// The repository (for tests/controlplane and deploy/samples).
+        #[arg(long, default_value = env!("CARGO_MANIFEST_DIR"))]
+        repo: PathBuf,
+        /// Keep the control plane's state here instead of a temporary directory.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
 }

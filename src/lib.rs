@@ -3,6 +3,7 @@
 //! The path of every decision: watch event → [`record`] → [`fold`] → [`command`] → effector.
 
 pub mod api;
+pub mod cluster;
 pub mod command;
 pub mod crdgen;
 pub mod engine;
@@ -11,3 +12,4 @@ pub mod fold;
 pub mod harness;
 pub mod key;
 pub mod record;
+pub mod sim;

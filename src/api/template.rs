@@ -20,7 +20,7 @@ use super::operation::{EngineName, OperationType};
     printcolumn = r#"{"name":"Engine","type":"string","jsonPath":".spec.engine"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
-#[x_kube(validation = Rule::new("self.types.all(t, t != 'Upgrade') ? has(self.engine) : true").message("engine is required unless the template is for Upgrade only"))]
+#[x_kube(validation = Rule::new("self.types.all(t, t == 'Upgrade') || has(self.engine)").message("engine is required unless every type is Upgrade"))]
 #[serde(rename_all = "camelCase")]
 pub struct OperationTemplateSpec {
     /// Operation types this template allows.
@@ -193,7 +193,7 @@ pub struct SnapshotSettings {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VolSyncSettings {
-    /// Mover name (`restic`, `rsync`, `rclone`, `rsyncTLS`).
+    /// Mover name (`restic`, `rsync`, `rclone`, `rsyncTLS`, `syncthing`, `external`).
     #[serde(default = "restic")]
     pub mover: String,
     /// Mover settings copied into the child spec (repository secret name and so on).

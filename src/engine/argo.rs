@@ -50,8 +50,12 @@ pub fn build(ctx: &OpContext<'_>, step: u32) -> Result<ChildSpec, Invalid> {
     spec.insert("arguments".into(), json!({ "parameters": parameters }));
     if let Some(sa) = ctx.service_account() {
         spec.insert("serviceAccountName".into(), json!(sa));
+        // Argo requires an executor ServiceAccount when the token is not automounted.
+        if !ctx.template.rbac.automount_service_account_token {
+            spec.insert("automountServiceAccountToken".into(), json!(false));
+            spec.insert("executor".into(), json!({ "serviceAccountName": sa }));
+        }
     }
-    spec.insert("automountServiceAccountToken".into(), json!(ctx.template.rbac.automount_service_account_token));
     // Pods of the workflow carry the Operation labels too, for cleanup and audit.
     spec.insert("podMetadata".into(), json!({ "labels": Value::Object(ctx.child_labels(step)) }));
     Ok(ChildSpec::new(ChildKind::Workflow, ctx.namespace, name, meta, Value::Object(spec)))

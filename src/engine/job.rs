@@ -52,8 +52,10 @@ pub fn pod_spec(ctx: &OpContext<'_>, containers: Value) -> Map<String, Value> {
     pod.insert("automountServiceAccountToken".into(), json!(ctx.template.rbac.automount_service_account_token));
     pod.insert(
         "securityContext".into(),
-        json!({ "runAsNonRoot": true, "seccompProfile": { "type": "RuntimeDefault" } }),
+        json!({ "runAsNonRoot": true, "runAsUser": 65534, "runAsGroup": 65534, "seccompProfile": { "type": "RuntimeDefault" } }),
     );
+    // The root filesystem is read-only; commands get a scratch /tmp.
+    pod.insert("volumes".into(), json!([{ "name": "tmp", "emptyDir": {} }]));
     pod.insert("containers".into(), containers);
     pod
 }
@@ -82,6 +84,7 @@ pub fn build(ctx: &OpContext<'_>, step: u32) -> Result<ChildSpec, Invalid> {
         container.insert("env".into(), json!(env));
     }
     container.insert("securityContext".into(), restricted_container_security());
+    container.insert("volumeMounts".into(), json!([{ "name": "tmp", "mountPath": "/tmp" }]));
     let mut spec = Map::new();
     if let Some(b) = settings.backoff_limit {
         spec.insert("backoffLimit".into(), json!(b));

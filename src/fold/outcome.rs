@@ -30,7 +30,13 @@ pub(crate) fn apply(op: &mut OpState, o: &Outcome, now: DateTime<Utc>, out: &mut
                 op.last_status = None;
             }
         }
-        Pending::Event | Pending::RemoveFinalizer | Pending::CleanupDelete { .. } | Pending::DeleteOperation => {}
+        Pending::CleanupDelete { .. } => {
+            if !ok && o.result != R::NotFound {
+                // Keep the finalizer until the child in Velero's namespace is really gone.
+                op.cleanup.deletes_sent = false;
+            }
+        }
+        Pending::Event | Pending::RemoveFinalizer | Pending::DeleteOperation => {}
         Pending::AddFinalizer => {
             if ok {
                 op.has_finalizer = true;

@@ -17,9 +17,11 @@ use crate::engine::{ChildSpec, EngineKind, OpContext, Verdict, helm_hook, naming
 use crate::key::ObjKey;
 use crate::record::TimerKind;
 
-/// How long a missing template, target or capability may take to appear before the
+/// How long a missing template or target may take to appear before the
 /// Operation is rejected (watch streams of different kinds arrive in any order).
 pub const ACCEPT_GRACE_SECS: i64 = 30;
+
+const NO_HOOKS: &str = "the Helm release has no Job hooks for this event";
 
 pub struct Env<'a> {
     pub world: &'a World,
@@ -279,6 +281,10 @@ fn dry_run(op: &mut OpState, kind: EngineKind, env: &Env<'_>, out: &mut Vec<Comm
     } else {
         let hooks = op.hooks.clone().unwrap_or_default();
         let steps = if kind == EngineKind::HelmHookJob { hooks.len() } else { 1 };
+        if steps == 0 {
+            op.finish(false, reason::ENGINE_REJECTED, NO_HOOKS, now, out);
+            return;
+        }
         for i in 0..steps as u32 {
             match kind.build(&o.ctx(op), i, &hooks) {
                 Ok(c) => plan.push(PlannedChild {
@@ -289,7 +295,7 @@ fn dry_run(op: &mut OpState, kind: EngineKind, env: &Env<'_>, out: &mut Vec<Comm
                     step: i,
                 }),
                 Err(e) => {
-                    op.finish(false, reason::REJECTED, format!("{}: {}", e.reason, e.message), now, out);
+                    op.finish(false, reason::ENGINE_REJECTED, e.message, now, out);
                     return;
                 }
             }
@@ -342,13 +348,15 @@ fn drive(op: &mut OpState, kind: EngineKind, env: &Env<'_>, out: &mut Vec<Comman
     }
     if kind == EngineKind::HelmHookJob && op.hooks.is_none() {
         load_hooks(op, &o, out);
-        op.set(C::Progressing, S::True, reason::QUEUED, "reading hooks from the Helm release record", now, out);
+        if op.conditions.reason(C::Progressing) != reason::RETRYING {
+            op.set(C::Progressing, S::True, reason::QUEUED, "reading hooks from the Helm release record", now, out);
+        }
         return;
     }
     let hooks = op.hooks.clone().unwrap_or_default();
     let total = if kind == EngineKind::HelmHookJob { hooks.len() as u32 } else { 1 };
     if total == 0 {
-        op.finish(false, reason::ENGINE_REJECTED, "the Helm release has no Job hooks for this event", now, out);
+        op.finish(false, reason::ENGINE_REJECTED, NO_HOOKS, now, out);
         return;
     }
     loop {
@@ -450,7 +458,13 @@ fn drive(op: &mut OpState, kind: EngineKind, env: &Env<'_>, out: &mut Vec<Comman
             }
             Verdict::Succeeded { message } => {
                 op.steps[i as usize].done = true;
-                op.set(C::Progressing, S::True, reason::IN_PROGRESS, message, now, out);
+                if i + 1 < total {
+                    let message = format!("step {}/{total}: {message}", i + 1);
+                    op.set(C::Progressing, S::True, reason::IN_PROGRESS, message, now, out);
+                } else if let Some(c) = op.conditions.map.get_mut(&C::Progressing) {
+                    // Carried into the Completed message without an extra Event.
+                    c.message = message;
+                }
             }
         }
     }

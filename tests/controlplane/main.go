@@ -10,12 +10,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"k8s.io/kubernetes/cmd/kube-apiserver/app"
@@ -33,6 +35,7 @@ func run() int {
 		noFsync    = flag.Bool("etcd-unsafe-no-fsync", true, "disable fsync in etcd (faster; test data only)")
 		cleanup    = flag.Bool("cleanup", false, "delete the state dir on exit")
 		verbosity  = flag.Int("v", 0, "kube-apiserver log verbosity")
+		stdinEOF   = flag.Bool("exit-on-stdin-eof", false, "shut down cleanly when stdin closes (the parent died or let go)")
 	)
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "usage: controlplane [flags] [-- extra kube-apiserver flags]\n")
@@ -46,6 +49,13 @@ func run() int {
 	// which is what stops the apiserver, our readiness poll and etcd startup.
 	cmd := app.NewAPIServerCommand()
 	ctx := cmd.Context()
+	if *stdinEOF {
+		// Same path as SIGTERM, so a test process that dies never leaves a server behind.
+		go func() {
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
+		}()
+	}
 
 	if *dir == "" {
 		d, err := os.MkdirTemp("", "controlplane-")
@@ -87,6 +97,7 @@ func run() int {
 		return fail(err)
 	}
 
+	start := time.Now()
 	etcd, etcdURL, err := startEtcd(*dir, *noFsync)
 	if err != nil {
 		return fail(fmt.Errorf("etcd: %w", err))
@@ -101,6 +112,7 @@ func run() int {
 		}
 	}()
 
+	fmt.Fprintf(os.Stderr, "controlplane: etcd ready at %s after %s\n", etcdURL, time.Since(start).Round(time.Millisecond))
 	if err := writeKubeconfig(kubeconfig, server, pki.CAPEM, users); err != nil {
 		return fail(err)
 	}
@@ -117,6 +129,8 @@ func run() int {
 		fmt.Sprintf("--secure-port=%d", *port),
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
+		// The lease/master-count reconcilers reject a loopback advertise address.
+		"--endpoint-reconciler-type=none",
 		"--service-cluster-ip-range=10.0.0.0/24",
 		"--authorization-mode=RBAC",
 		"--disable-admission-plugins=ServiceAccount",
@@ -139,6 +153,7 @@ func run() int {
 	readyCtx, stopPoll := context.WithCancel(ctx)
 	go func() {
 		if waitReady(readyCtx, server, pki.CAPEM, users[0].Token) == nil {
+			fmt.Fprintf(os.Stderr, "controlplane: kube-apiserver ready at %s after %s\n", server, time.Since(start).Round(time.Millisecond))
 			fmt.Printf("READY %s\n", kubeconfig)
 		}
 	}()

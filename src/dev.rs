@@ -1,0 +1,114 @@
+//! `vworkspace-operator dev`: the embedded default. A real local control plane, the CRDs, the
+//! ENGINE SIMULATORS, and the samples from `deploy/samples/`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::discovery;
+use serde_json::Value;
+
+use vworkspace_operator::api::FIELD_MANAGER;
+use vworkspace_operator::cluster::{controlplane, install, third_party::Source};
+use vworkspace_operator::sim;
+
+pub struct Options {
+    pub once: bool,
+    pub repo: PathBuf,
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Applies every document of a YAML file with server-side apply.
+pub async fn apply_file(client: &kube::Client, path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut applied = Vec::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let v: Value = serde::Deserialize::deserialize(doc).with_context(|| format!("parsing {}", path.display()))?;
+        if v.is_null() {
+            continue;
+        }
+        let obj: DynamicObject =
+            serde_json::from_value(v.clone()).with_context(|| format!("object in {}", path.display()))?;
+        let types = obj.types.clone().context("object without apiVersion/kind")?;
+        let (group, version) = types.api_version.split_once('/').unwrap_or(("", types.api_version.as_str()));
+        let gvk = GroupVersionKind::gvk(group, version, &types.kind);
+        let (ar, caps) =
+            discovery::pinned_kind(client, &gvk).await.with_context(|| format!("discovering {}", types.kind))?;
+        let name = obj.metadata.name.clone().context("object without a name")?;
+        let api: Api<DynamicObject> = match (&caps.scope, obj.metadata.namespace.as_deref()) {
+            (discovery::Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), ns, &ar),
+            (discovery::Scope::Namespaced, None) => Api::default_namespaced_with(client.clone(), &ar),
+            (discovery::Scope::Cluster, _) => Api::all_with(client.clone(), &ar),
+        };
+        api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&v))
+            .await
+            .with_context(|| format!("applying {} {name}", types.kind))?;
+        applied.push(format!("{}/{name}", types.kind));
+    }
+    Ok(applied)
+}
+
+fn kubectl_get_operations(kubeconfig: &Path) -> Result<String> {
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["get", "operations", "-A", "-o", "wide"])
+        .output()
+        .context("running kubectl (is it installed?)")?;
+    if !out.status.success() {
+        bail!("kubectl get operations failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub async fn run(opts: Options) -> Result<()> {
+    eprintln!("dev: building the control plane if needed (first run: several minutes; cached in ~/.cache/vworkspace)");
+    let binary = controlplane::build(&opts.repo)?;
+    let dir = opts
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("vworkspace-dev-{}", std::process::id())));
+    let cp = controlplane::ControlPlane::start(&binary, &dir, &["--cleanup"])?;
+    let client = cp.client("admin").await?;
+    let source = install::install_all(&client, &opts.repo).await?;
+    match &source {
+        Source::Upstream(d) => {
+            eprintln!("dev: installed the project's CRDs and the upstream third-party CRDs from {}", d.display())
+        }
+        Source::Minimal => {
+            eprintln!("dev: ../shared/third-party-crds is absent: installed the project's minimal stand-in CRDs")
+        }
+    }
+    let sims = tokio::spawn(sim::run(client.clone(), sim::Options::default()));
+    let app_sim = tokio::spawn(sim::app::run(client.clone(), Duration::from_millis(400)));
+    eprintln!("dev: ENGINE SIMULATORS running (Velero, Argo, CSI, VolSync, Job and the app rollout are simulated)");
+    let mut samples: Vec<PathBuf> = std::fs::read_dir(opts.repo.join("deploy/samples"))
+        .context("reading deploy/samples")?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    samples.sort();
+    for s in &samples {
+        let applied = apply_file(&client, s).await?;
+        eprintln!("dev: applied {} ({} objects)", s.display(), applied.len());
+    }
+    println!("kubeconfig: {}", cp.kubeconfig.display());
+    println!("jaeger:     not started (the observability issue wires it in)");
+    println!("try:        kubectl --kubeconfig {} get operations -A -o wide", cp.kubeconfig.display());
+    eprintln!(
+        "dev: the operator runtime (watch -> journal -> fold -> effector) arrives with the runtime issue; until then the samples stay Pending"
+    );
+    if opts.once {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        print!("{}", kubectl_get_operations(&cp.kubeconfig)?);
+    } else {
+        eprintln!("dev: running; Ctrl-C stops everything");
+        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    }
+    sims.abort();
+    app_sim.abort();
+    drop(cp);
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! ENGINE SIMULATORS (dev and tests only). Velero, Argo, CSI, VolSync and the Job controller
+//! cannot run here, so these stand-ins move each child's status through the exact upstream
+//! phases. Every log line and every status they write says "simulator".
+
+pub mod app;
+pub mod controller;
+pub mod scenario;
+
+pub use controller::{Options, run};
+pub use scenario::Scenario;
+
+/// Annotation (on the child or its Operation) that picks the simulated scenario.
+pub const SCENARIO_ANNOTATION: &str = "sim.vworkspace.io/scenario";
