@@ -3,6 +3,7 @@
 
 pub mod controlplane;
 pub mod install;
+pub mod jaeger;
 pub mod third_party;
 
 pub use controlplane::{ControlPlane, Error as ControlPlaneError};

@@ -96,9 +96,7 @@ async fn tick_kind(
             && v.pointer("/status/phase").and_then(Value::as_str) != Some("Failed");
         let scenario = scenario_of(client, &v).await;
         let next = if shutdown {
-            Some(
-                json!({ "phase": "Failed", "message": "Stopped with strategy 'Terminate'", "simulator": "vworkspace engine simulator" }),
-            )
+            Some(json!({ "phase": "Failed", "message": "Stopped with strategy 'Terminate'" }))
         } else {
             status_at(kind, scenario, step, &v, opts.instant)
         };

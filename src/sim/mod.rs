@@ -1,6 +1,7 @@
 //! ENGINE SIMULATORS (dev and tests only). Velero, Argo, CSI, VolSync and the Job controller
 //! cannot run here, so these stand-ins move each child's status through the exact upstream
-//! phases. Every log line and every status they write says "simulator".
+//! phases. Every log line they write says "simulator"; their statuses carry no marker, because
+//! schemaful upstream CRDs prune unknown fields exactly as a cluster does.
 
 pub mod app;
 pub mod controller;

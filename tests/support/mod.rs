@@ -100,3 +100,14 @@ pub fn ok(out: &Output) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The Jaeger of this test binary, started on first use.
+pub fn jaeger() -> &'static vworkspace_operator::cluster::jaeger::Jaeger {
+    use vworkspace_operator::cluster::jaeger::{self, Jaeger};
+    static J: OnceLock<Jaeger> = OnceLock::new();
+    J.get_or_init(|| {
+        let binary = jaeger::build(&repo()).unwrap_or_else(|e| panic!("cannot build Jaeger: {e}"));
+        let log = std::env::temp_dir().join(format!("vworkspace-jaeger-{}.log", std::process::id()));
+        Jaeger::start(&binary, &repo(), &log).unwrap_or_else(|e| panic!("cannot start Jaeger: {e}"))
+    })
+}
