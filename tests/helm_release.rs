@@ -15,7 +15,11 @@ use serde_json::Value;
 #[tokio::test]
 async fn helm_install_no_hooks_writes_a_release_record() {
     let ns = support::namespace("helm").await;
-    let out = Command::new("bash").arg(support::repo().join("tests/tools/build.sh")).arg("helm").output().expect("build helm");
+    let out = Command::new("bash")
+        .arg(support::repo().join("tests/tools/build.sh"))
+        .arg("helm")
+        .output()
+        .expect("build helm");
     assert!(out.status.success(), "building helm: {}", String::from_utf8_lossy(&out.stderr));
     let helm = String::from_utf8_lossy(&out.stdout).lines().last().unwrap().trim().to_string();
     let install = Command::new(&helm)
@@ -34,7 +38,11 @@ async fn helm_install_no_hooks_writes_a_release_record() {
     let client = support::client("admin").await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let list = secrets.list(&ListParams::default().labels("owner=helm,name=hooked")).await.unwrap();
-    let record = list.items.iter().find(|s| s.metadata.name.as_deref() == Some("sh.helm.release.v1.hooked.v1")).expect("release record");
+    let record = list
+        .items
+        .iter()
+        .find(|s| s.metadata.name.as_deref() == Some("sh.helm.release.v1.hooked.v1"))
+        .expect("release record");
     assert_eq!(record.type_.as_deref(), Some("helm.sh/release.v1"));
     // The record is base64 (in data) of base64 of gzip of the release JSON.
     let raw = &record.data.as_ref().unwrap()["release"].0;
