@@ -114,6 +114,18 @@ pub struct StepState {
     pub done: bool,
 }
 
+impl StepState {
+    /// `Kind namespace/name`, for messages.
+    pub fn describe(&self) -> String {
+        format!("{} {}/{}", self.kind.kind(), self.namespace, self.name)
+    }
+}
+
+/// The message when a child's deterministic name is taken by an object that is not ours.
+pub fn foreign_child(what: &str) -> String {
+    format!("{what} already exists and does not belong to this Operation; nothing was overwritten")
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CreateState {
     /// Not sent yet (or to be sent again after a transient failure).

@@ -55,21 +55,7 @@ pub(crate) fn apply(op: &mut OpState, o: &Outcome, now: DateTime<Utc>, out: &mut
             (R::NotFound, _) => {
                 op.finish(false, reason::ENGINE_REJECTED, format!("no Helm release record: {}", o.message), now, out)
             }
-            (R::Forbidden | R::Invalid, _) => op.finish(
-                false,
-                reason::ENGINE_REJECTED,
-                format!("cannot read the Helm release record: {}", o.message),
-                now,
-                out,
-            ),
-            _ => op.set(
-                C::Progressing,
-                S::True,
-                reason::RETRYING,
-                format!("reading the Helm release failed, retrying: {}", o.message),
-                now,
-                out,
-            ),
+            _ => refused_or_retry(op, "reading the Helm release record", o, now, out),
         },
         Pending::PatchTarget { rollback: false } => match (&o.result, &o.data) {
             (R::Ok, OutcomeData::Generation(g)) => {
@@ -97,21 +83,7 @@ pub(crate) fn apply(op: &mut OpState, o: &Outcome, now: DateTime<Utc>, out: &mut
             (R::NotFound, _) => {
                 op.finish(false, reason::CHILD_LOST, format!("the target disappeared: {}", o.message), now, out)
             }
-            (R::Forbidden | R::Invalid, _) => op.finish(
-                false,
-                reason::ENGINE_REJECTED,
-                format!("patching the target was refused: {}", o.message),
-                now,
-                out,
-            ),
-            _ => op.set(
-                C::Progressing,
-                S::True,
-                reason::RETRYING,
-                format!("patching the target failed, retrying: {}", o.message),
-                now,
-                out,
-            ),
+            _ => refused_or_retry(op, "patching the target", o, now, out),
         },
         Pending::PatchTarget { rollback: true } => {
             let restored = if ok { "restored" } else { "could not be restored" };
@@ -132,21 +104,32 @@ pub(crate) fn apply(op: &mut OpState, o: &Outcome, now: DateTime<Utc>, out: &mut
     }
 }
 
+/// Forbidden or invalid ends the Operation; anything else is retried (the effector backs off).
+fn refused_or_retry(op: &mut OpState, what: &str, o: &Outcome, now: DateTime<Utc>, out: &mut Vec<Command>) {
+    match o.result {
+        R::Forbidden | R::Invalid => {
+            op.finish(false, reason::ENGINE_REJECTED, format!("{what} was refused: {}", o.message), now, out)
+        }
+        _ => op.set(
+            C::Progressing,
+            S::True,
+            reason::RETRYING,
+            format!("{what} failed, retrying: {}", o.message),
+            now,
+            out,
+        ),
+    }
+}
+
 fn create(op: &mut OpState, step: u32, o: &Outcome, now: DateTime<Utc>, out: &mut Vec<Command>) {
     let Some(st) = op.steps.iter_mut().find(|s| s.step == step) else { return };
-    let what = format!("{} {}/{}", st.kind.kind(), st.namespace, st.name);
+    let what = st.describe();
     match o.result {
         R::Ok | R::AlreadyExistsOurs => {
             st.create = CreateState::Created;
             op.set(C::Progressing, S::True, reason::CHILD_CREATED, format!("created {what}"), now, out);
         }
-        R::AlreadyExistsForeign => op.finish(
-            false,
-            reason::REJECTED,
-            format!("{what} already exists and does not belong to this Operation; nothing was overwritten"),
-            now,
-            out,
-        ),
+        R::AlreadyExistsForeign => op.finish(false, reason::REJECTED, super::op::foreign_child(&what), now, out),
         R::Forbidden | R::Invalid | R::NotFound => op.finish(
             false,
             reason::ENGINE_REJECTED,

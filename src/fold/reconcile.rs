@@ -393,12 +393,7 @@ fn drive(op: &mut OpState, kind: EngineKind, env: &Env<'_>, out: &mut Vec<Comman
         if let Some(obj) = observed
             && !is_ours(obj, &op.uid)
         {
-            let msg = format!(
-                "{} {}/{} already exists and does not belong to this Operation; nothing was overwritten",
-                st.kind.kind(),
-                st.namespace,
-                st.name
-            );
+            let msg = super::op::foreign_child(&st.describe());
             op.finish(false, reason::REJECTED, msg, now, out);
             return;
         }
@@ -431,12 +426,7 @@ fn drive(op: &mut OpState, kind: EngineKind, env: &Env<'_>, out: &mut Vec<Comman
         }
         let Some(obj) = observed else {
             if st.seen {
-                let msg = format!(
-                    "{} {}/{} was deleted while the Operation was active",
-                    st.kind.kind(),
-                    st.namespace,
-                    st.name
-                );
+                let msg = format!("{} was deleted while the Operation was active", st.describe());
                 op.finish(false, reason::CHILD_LOST, msg, now, out);
             }
             return;
