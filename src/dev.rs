@@ -11,6 +11,7 @@ use kube::discovery;
 use serde_json::Value;
 
 use vworkspace_operator::api::FIELD_MANAGER;
+use vworkspace_operator::cluster::jaeger::Jaeger;
 use vworkspace_operator::cluster::{controlplane, install, third_party::Source};
 use vworkspace_operator::sim;
 
@@ -81,6 +82,12 @@ pub async fn run(opts: Options) -> Result<()> {
             eprintln!("dev: ../shared/third-party-crds is absent: installed the project's minimal stand-in CRDs")
         }
     }
+    // Jaeger runs when it was built (the tests build it; `bash tests/tools/build.sh jaeger` does too).
+    let jaeger_bin = jaeger_binary();
+    let jaeger = match &jaeger_bin {
+        Some(bin) => Some(Jaeger::start(bin, &opts.repo, &dir.join("jaeger.log")).context("starting Jaeger")?),
+        None => None,
+    };
     let sims = tokio::spawn(sim::run(client.clone(), sim::Options::default()));
     let app_sim = tokio::spawn(sim::app::run(client.clone(), Duration::from_millis(400)));
     eprintln!("dev: ENGINE SIMULATORS running (Velero, Argo, CSI, VolSync, Job and the app rollout are simulated)");
@@ -95,7 +102,10 @@ pub async fn run(opts: Options) -> Result<()> {
         eprintln!("dev: applied {} ({} objects)", s.display(), applied.len());
     }
     println!("kubeconfig: {}", cp.kubeconfig.display());
-    println!("jaeger:     not started (the observability issue wires it in)");
+    match &jaeger {
+        Some(j) => println!("jaeger:     {} (OTLP gRPC {}, HTTP {})", j.ui_url(), j.otlp_grpc, j.otlp_http),
+        None => println!("jaeger:     not built; `bash tests/tools/build.sh jaeger` builds it (about 10 minutes cold)"),
+    }
     println!("try:        kubectl --kubeconfig {} get operations -A -o wide", cp.kubeconfig.display());
     eprintln!(
         "dev: the operator runtime (watch -> journal -> fold -> effector) arrives with the runtime issue; until then the samples stay Pending"
@@ -109,6 +119,16 @@ pub async fn run(opts: Options) -> Result<()> {
     }
     sims.abort();
     app_sim.abort();
+    drop(jaeger);
     drop(cp);
     Ok(())
+}
+
+/// The cached Jaeger binary, if `tests/tools/build.sh` has built it.
+fn jaeger_binary() -> Option<PathBuf> {
+    let home = std::env::var_os("VWORKSPACE_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/vworkspace")))?;
+    let bin = home.join("bin/jaeger");
+    bin.is_file().then_some(bin)
 }
