@@ -23,6 +23,11 @@ pub enum Command {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// Inspect, verify, export or import a journal (a directory or an export file).
+    Journal {
+        #[command(subcommand)]
+        command: JournalCommand,
+    },
     /// The embedded default: a local control plane, the CRDs, the engine simulators and the samples.
     Dev {
         /// Apply the samples, print `kubectl get operations`, and exit.
@@ -35,4 +40,22 @@ pub enum Command {
         #[arg(long)]
         state_dir: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JournalCommand {
+    /// One line per record: seq, time, kind, event, Operation and object.
+    Inspect {
+        path: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        #[arg(long, default_value_t = usize::MAX)]
+        limit: usize,
+    },
+    /// Check every checksum, the sequence and the snapshots; exit 1 at the first damage.
+    Verify { path: PathBuf },
+    /// Write a journal directory to one portable export file.
+    Export { dir: PathBuf, file: PathBuf },
+    /// Load an export file into a new, empty journal directory.
+    Import { file: PathBuf, dir: PathBuf },
 }

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod fold;
 #[doc(hidden)]
 pub mod harness;
+pub mod journal_codec;
 pub mod key;
 pub mod record;
 pub mod sim;

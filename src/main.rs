@@ -5,8 +5,9 @@ use clap::Parser;
 
 mod cli;
 mod dev;
+mod journal_cli;
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, JournalCommand};
 use vworkspace_operator::crdgen;
 
 fn main() -> anyhow::Result<()> {
@@ -27,6 +28,12 @@ fn main() -> anyhow::Result<()> {
                 std::fs::write(&path, crdgen::to_yaml(&crd)?).with_context(|| format!("writing {}", path.display()))?;
             }
         }
+        Command::Journal { command } => match command {
+            JournalCommand::Inspect { path, from, limit } => journal_cli::inspect(&path, from, limit)?,
+            JournalCommand::Verify { path } => journal_cli::verify(&path)?,
+            JournalCommand::Export { dir, file } => journal_cli::export_to(&dir, &file)?,
+            JournalCommand::Import { file, dir } => journal_cli::import_from(&file, &dir)?,
+        },
         Command::Dev { once, repo, state_dir } => {
             let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
             rt.block_on(dev::run(dev::Options { once, repo, state_dir }))?;

@@ -1,0 +1,240 @@
+//! The record envelope. Bytes of one record:
+//!
+//! ```text
+//! u16 LE  format version (stable position in every version, so newer records are recognised)
+//! u32 LE  header length H
+//! H bytes rkyv-archived Header
+//! B bytes body: lz4 (size-prepended) of the record's JSON, B = header.body_len
+//! u32 LE  CRC32C of everything before it
+//! ```
+//! Replay reads the header without touching the body; the body is parsed only when needed.
+
+use rkyv::util::AlignedVec;
+use rkyv::{Archive, Deserialize, Serialize, rancor};
+
+use crate::{Error, Result};
+
+/// The format this build writes. Older versions are upcast on read (docs/journal-format.md).
+pub const FORMAT_VERSION: u16 = 1;
+
+/// Version (u16) and header length (u32).
+const PREFIX: usize = 6;
+
+#[derive(Archive, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug, PartialEq, Eq))]
+#[repr(u8)]
+pub enum EntryKind {
+    /// A watch event on an Operation, template, target, Secret or child.
+    Observed = 1,
+    /// The outcome of an effector command.
+    Outcome = 2,
+    /// A timer firing.
+    Timer = 3,
+    /// The set of installed engine CRDs.
+    Discovery = 4,
+}
+
+/// The watched object a record concerns.
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct ResourceRef {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub resource_version: String,
+}
+
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct Header {
+    pub version: u16,
+    pub seq: u64,
+    /// Microseconds since the Unix epoch: the only clock the fold knows.
+    pub recorded_at_micros: i64,
+    pub kind: EntryKind,
+    /// Watch event (Init=0, InitApply=1, InitDone=2, Apply=3, Delete=4) for Observed records.
+    pub event: u8,
+    /// `namespace/name` of the Operation it concerns, or empty.
+    pub op_key: String,
+    pub resource: ResourceRef,
+    /// Length of the compressed body.
+    pub body_len: u32,
+}
+
+/// A record to append: the journal assigns `seq` and redacts `body` before encoding.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEntry {
+    pub recorded_at_micros: i64,
+    pub kind: EntryKind,
+    pub event: u8,
+    pub op_key: String,
+    pub resource: ResourceRef,
+    pub body: serde_json::Value,
+}
+
+/// A decoded record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    pub header: Header,
+    /// Uncompressed JSON body.
+    pub body: Vec<u8>,
+}
+
+impl Entry {
+    pub fn json(&self) -> Result<serde_json::Value> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| Error::Damaged { seq: self.header.seq, why: format!("body is not JSON: {e}") })
+    }
+}
+
+pub fn encode(seq: u64, e: &NewEntry) -> Result<Vec<u8>> {
+    let json = serde_json::to_vec(&e.body).map_err(|err| Error::Encode(err.to_string()))?;
+    let header = Header {
+        version: FORMAT_VERSION,
+        seq,
+        recorded_at_micros: e.recorded_at_micros,
+        kind: e.kind,
+        event: e.event,
+        op_key: e.op_key.clone(),
+        resource: e.resource.clone(),
+        body_len: 0,
+    };
+    encode_entry(&Entry { header, body: json })
+}
+
+/// Re-encodes a decoded record exactly (same seq, header and body), for import.
+pub fn encode_entry(e: &Entry) -> Result<Vec<u8>> {
+    let body = lz4_flex::compress_prepend_size(&e.body);
+    let mut header = e.header.clone();
+    header.body_len = body.len() as u32;
+    let h = rkyv::to_bytes::<rancor::Error>(&header).map_err(|err| Error::Encode(err.to_string()))?;
+    let mut out = Vec::with_capacity(PREFIX + h.len() + body.len() + 4);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(h.len() as u32).to_le_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(&body);
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Ok(out)
+}
+
+/// Checks framing and CRC; returns the header bytes (aligned) and the body slice.
+fn split(seq_hint: u64, bytes: &[u8]) -> Result<(AlignedVec, &[u8])> {
+    let damaged = |why: &str| Error::Damaged { seq: seq_hint, why: why.to_string() };
+    if bytes.len() < PREFIX + 4 {
+        return Err(damaged("shorter than a record frame"));
+    }
+    let (payload, crc) = bytes.split_at(bytes.len() - 4);
+    let want = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    if crc32c::crc32c(payload) != want {
+        return Err(damaged("checksum mismatch"));
+    }
+    let version = u16::from_le_bytes([payload[0], payload[1]]);
+    if version > FORMAT_VERSION {
+        return Err(Error::NewerFormat { found: version, supported: FORMAT_VERSION });
+    }
+    let hlen = u32::from_le_bytes([payload[2], payload[3], payload[4], payload[5]]) as usize;
+    if PREFIX + hlen > payload.len() {
+        return Err(damaged("header length past the end"));
+    }
+    // rkyv needs aligned bytes; the store gives no alignment guarantee.
+    let mut aligned = AlignedVec::<16>::with_capacity(hlen);
+    aligned.extend_from_slice(&payload[PREFIX..PREFIX + hlen]);
+    Ok((aligned, &payload[PREFIX + hlen..]))
+}
+
+/// Reads and validates the header only (no body decompression, no JSON).
+pub fn decode_header(seq_hint: u64, bytes: &[u8]) -> Result<Header> {
+    let (h, body) = split(seq_hint, bytes)?;
+    let archived = rkyv::access::<ArchivedHeader, rancor::Error>(&h)
+        .map_err(|e| Error::Damaged { seq: seq_hint, why: format!("header does not validate: {e}") })?;
+    let header: Header = rkyv::deserialize::<Header, rancor::Error>(archived)
+        .map_err(|e| Error::Damaged { seq: seq_hint, why: format!("header: {e}") })?;
+    if header.version > FORMAT_VERSION {
+        return Err(Error::NewerFormat { found: header.version, supported: FORMAT_VERSION });
+    }
+    if header.body_len as usize != body.len() {
+        return Err(Error::Damaged { seq: seq_hint, why: "body length differs from the header".into() });
+    }
+    Ok(upcast(header))
+}
+
+/// Header fields a reader needs, straight from the archived bytes (no allocation).
+pub fn peek_seq_and_kind(seq_hint: u64, bytes: &[u8]) -> Result<(u64, EntryKind)> {
+    let (h, _) = split(seq_hint, bytes)?;
+    let a = rkyv::access::<ArchivedHeader, rancor::Error>(&h)
+        .map_err(|e| Error::Damaged { seq: seq_hint, why: format!("header does not validate: {e}") })?;
+    let kind = match a.kind {
+        ArchivedEntryKind::Observed => EntryKind::Observed,
+        ArchivedEntryKind::Outcome => EntryKind::Outcome,
+        ArchivedEntryKind::Timer => EntryKind::Timer,
+        ArchivedEntryKind::Discovery => EntryKind::Discovery,
+    };
+    Ok((a.seq.to_native(), kind))
+}
+
+pub fn decode(seq_hint: u64, bytes: &[u8]) -> Result<Entry> {
+    let header = decode_header(seq_hint, bytes)?;
+    let (_, body) = split(seq_hint, bytes)?;
+    let json = lz4_flex::decompress_size_prepended(body)
+        .map_err(|e| Error::Damaged { seq: header.seq, why: format!("body does not decompress: {e}") })?;
+    Ok(Entry { header, body: json })
+}
+
+/// Brings an older header up to the current version. Version 1 is the first; a future v2
+/// adds its conversion here (docs/journal-format.md).
+fn upcast(mut h: Header) -> Header {
+    h.version = FORMAT_VERSION;
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> NewEntry {
+        NewEntry {
+            recorded_at_micros: 1_700_000_000_000_000,
+            kind: EntryKind::Observed,
+            event: 3,
+            op_key: "demo/nightly".into(),
+            resource: ResourceRef {
+                kind: "Job".into(),
+                namespace: "demo".into(),
+                name: "j".into(),
+                uid: "u".into(),
+                resource_version: "42".into(),
+            },
+            body: serde_json::json!({ "hello": "world" }),
+        }
+    }
+
+    #[test]
+    fn round_trip_and_every_flipped_byte_is_caught() {
+        let bytes = encode(7, &entry()).unwrap();
+        let e = decode(7, &bytes).unwrap();
+        assert_eq!(e.header.seq, 7);
+        assert_eq!(e.header.resource.resource_version, "42");
+        assert_eq!(e.json().unwrap(), serde_json::json!({ "hello": "world" }));
+        assert_eq!(peek_seq_and_kind(7, &bytes).unwrap(), (7, EntryKind::Observed));
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x40;
+            assert!(decode(7, &bad).is_err(), "flip at byte {i} not caught");
+        }
+        for cut in 0..bytes.len() {
+            assert!(decode(7, &bytes[..cut]).is_err(), "cut at {cut} not caught");
+        }
+    }
+
+    #[test]
+    fn newer_version_is_named_not_called_damage() {
+        let mut bytes = encode(1, &entry()).unwrap();
+        bytes[0] = 2;
+        let n = bytes.len() - 4;
+        let crc = crc32c::crc32c(&bytes[..n]);
+        bytes[n..].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(decode(1, &bytes), Err(Error::NewerFormat { found: 2, supported: 1 })));
+    }
+}

@@ -1,0 +1,165 @@
+//! The portable export: one self-describing file to attach to an incident, and what `replay`
+//! and `replay-fixtures/` read.
+//!
+//! ```text
+//! 8 bytes  magic "VWJOURNL"
+//! u16 LE   export format version
+//! u16 LE   reserved (0)
+//! frames:  u8 type, u32 LE length, bytes
+//!   1 = snapshot: u64 LE seq, lz4 state, u32 LE CRC32C of the frame bytes before it
+//!   2 = record:   the record's own bytes (see envelope; carries its CRC)
+//!   255 = end:    u64 LE record count, u32 LE CRC32C of the count
+//! ```
+//! A file without the end frame is truncated, and says so.
+
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::Path;
+
+use crate::envelope::{self, Entry};
+use crate::store::{Journal, SledJournal};
+use crate::{Error, Result};
+
+pub const MAGIC: &[u8; 8] = b"VWJOURNL";
+pub const EXPORT_VERSION: u16 = 1;
+const SNAPSHOT: u8 = 1;
+const RECORD: u8 = 2;
+const END: u8 = 255;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Item {
+    Snapshot { seq: u64, state: Vec<u8> },
+    Record(Entry),
+}
+
+fn frame(out: &mut impl Write, ty: u8, bytes: &[u8]) -> std::io::Result<()> {
+    out.write_all(&[ty])?;
+    out.write_all(&(bytes.len() as u32).to_le_bytes())?;
+    out.write_all(bytes)
+}
+
+/// Writes the journal (its newest snapshot, then every record) to `path`. Returns the count.
+pub fn export(journal: &SledJournal, path: &Path) -> Result<u64> {
+    let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+    let mut out = BufWriter::new(file);
+    let io = |e| Error::io(path, e);
+    out.write_all(MAGIC).map_err(io)?;
+    out.write_all(&EXPORT_VERSION.to_le_bytes()).map_err(io)?;
+    out.write_all(&0u16.to_le_bytes()).map_err(io)?;
+    if let Some((seq, state)) = journal.latest_snapshot()? {
+        let mut b = seq.to_le_bytes().to_vec();
+        b.extend_from_slice(&lz4_flex::compress_prepend_size(&state));
+        let crc = crc32c::crc32c(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        frame(&mut out, SNAPSHOT, &b).map_err(io)?;
+    }
+    let mut count = 0u64;
+    for seq in first_seq(journal)..=journal.last_seq() {
+        if let Some(raw) = journal.raw(seq)? {
+            envelope::decode_header(seq, &raw)?;
+            frame(&mut out, RECORD, &raw).map_err(io)?;
+            count += 1;
+        }
+    }
+    let mut end = count.to_le_bytes().to_vec();
+    end.extend_from_slice(&crc32c::crc32c(&count.to_le_bytes()).to_le_bytes());
+    frame(&mut out, END, &end).map_err(io)?;
+    out.flush().map_err(io)?;
+    out.get_ref().sync_all().map_err(io)?;
+    Ok(count)
+}
+
+fn first_seq(journal: &SledJournal) -> u64 {
+    journal.headers_from(0).next().and_then(|h| h.ok()).map(|h| h.seq).unwrap_or(1)
+}
+
+/// Reads an export: every item, in order. Foreign, truncated, newer or damaged files are errors.
+pub fn read(path: &Path) -> Result<Vec<Item>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut r = BufReader::new(file);
+    let p = path.display().to_string();
+    let mut head = [0u8; 12];
+    if r.read_exact(&mut head).is_err() || &head[..8] != MAGIC {
+        return Err(Error::Foreign { path: p });
+    }
+    let version = u16::from_le_bytes([head[8], head[9]]);
+    if version > EXPORT_VERSION {
+        return Err(Error::NewerFormat { found: version, supported: EXPORT_VERSION });
+    }
+    let mut items = Vec::new();
+    let mut records = 0u64;
+    loop {
+        let mut fh = [0u8; 5];
+        if r.read_exact(&mut fh).is_err() {
+            return Err(Error::Truncated { path: p, why: format!("no end frame after {records} records") });
+        }
+        let len = u32::from_le_bytes([fh[1], fh[2], fh[3], fh[4]]) as usize;
+        if len > 1 << 30 {
+            return Err(Error::Truncated { path: p, why: format!("frame of {len} bytes is implausible") });
+        }
+        let mut bytes = vec![0u8; len];
+        if r.read_exact(&mut bytes).is_err() {
+            return Err(Error::Truncated { path: p, why: format!("frame cut short after {records} records") });
+        }
+        match fh[0] {
+            SNAPSHOT => {
+                if len < 12 {
+                    return Err(Error::Damaged { seq: 0, why: "snapshot frame too short".into() });
+                }
+                let (body, crc) = bytes.split_at(len - 4);
+                if crc32c::crc32c(body) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
+                    return Err(Error::Damaged { seq: 0, why: "snapshot checksum mismatch".into() });
+                }
+                let mut s = [0u8; 8];
+                s.copy_from_slice(&body[..8]);
+                let seq = u64::from_le_bytes(s);
+                let state = lz4_flex::decompress_size_prepended(&body[8..])
+                    .map_err(|e| Error::Damaged { seq, why: format!("snapshot does not decompress: {e}") })?;
+                items.push(Item::Snapshot { seq, state });
+            }
+            RECORD => {
+                let entry = envelope::decode(records + 1, &bytes)?;
+                records += 1;
+                items.push(Item::Record(entry));
+            }
+            END => {
+                if len != 12 {
+                    return Err(Error::Damaged { seq: 0, why: "end frame malformed".into() });
+                }
+                let mut c = [0u8; 8];
+                c.copy_from_slice(&bytes[..8]);
+                let count = u64::from_le_bytes(c);
+                if crc32c::crc32c(&bytes[..8]).to_le_bytes() != bytes[8..12] || count != records {
+                    return Err(Error::Damaged {
+                        seq: 0,
+                        why: format!("end frame says {count} records, found {records}"),
+                    });
+                }
+                return Ok(items);
+            }
+            other => return Err(Error::Damaged { seq: records, why: format!("unknown frame type {other}") }),
+        }
+    }
+}
+
+/// Imports an export into a new sled journal at `dir` (which must be empty or absent).
+pub fn import(path: &Path, dir: &Path) -> Result<u64> {
+    if dir.exists() && std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?.next().is_some() {
+        return Err(Error::NotEmpty { path: dir.display().to_string() });
+    }
+    let items = read(path)?;
+    let (journal, _) = SledJournal::open(dir)?;
+    let mut count = 0;
+    for item in items {
+        match item {
+            Item::Snapshot { seq, state } => journal.write_snapshot(seq, &state)?,
+            Item::Record(e) => {
+                let raw = envelope::encode_entry(&e)?;
+                journal.put_raw(e.header.seq, &raw)?;
+                count += 1;
+            }
+        }
+    }
+    journal.restore_counters()?;
+    journal.durable()?;
+    Ok(count)
+}

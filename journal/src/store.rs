@@ -1,0 +1,435 @@
+//! The [`Journal`] trait and its sled implementation.
+//!
+//! sled's own `flush()` is not an fsync: `durable()` follows it with an `fdatasync` of sled's
+//! data files, and batches appended meanwhile share that one sync (group commit).
+
+use std::fs::File;
+use std::ops::RangeInclusive;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use crate::envelope::{self, Entry, Header, NewEntry};
+use crate::redact::redact;
+use crate::{Error, Result};
+
+/// The journal as the operator uses it; a second store can implement this without touching it.
+pub trait Journal: Send + Sync {
+    /// Appends a batch atomically; returns the seqs it was given. Nothing is durable yet.
+    fn append(&self, batch: &[NewEntry]) -> Result<RangeInclusive<u64>>;
+    /// Returns once every record appended before the call is on disk; returns that seq.
+    fn durable(&self) -> Result<u64>;
+    /// Records from `seq` on, decoded.
+    fn read_from(&self, seq: u64) -> Box<dyn Iterator<Item = Result<Entry>> + '_>;
+    /// Headers from `seq` on, without decompressing bodies.
+    fn headers_from(&self, seq: u64) -> Box<dyn Iterator<Item = Result<Header>> + '_>;
+    /// The last seq appended (0 when empty).
+    fn last_seq(&self) -> u64;
+    /// Blocks until a record after `seq` exists or `timeout` passes; returns the last seq.
+    fn wait_after(&self, seq: u64, timeout: Duration) -> u64;
+    fn write_snapshot(&self, seq: u64, state: &[u8]) -> Result<()>;
+    /// The newest snapshot whose checksum holds.
+    fn latest_snapshot(&self) -> Result<Option<(u64, Vec<u8>)>>;
+    /// Drops records before `before`; returns how many.
+    fn compact(&self, before: u64) -> Result<u64>;
+    fn verify(&self) -> VerifyReport;
+}
+
+/// What opening found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    pub last_seq: u64,
+    /// Seqs of a torn tail that were truncated.
+    pub truncated: Vec<u64>,
+    /// Damage in the middle: the first bad seq, why, and where the damaged files went.
+    pub quarantined: Option<(u64, String, PathBuf)>,
+    pub snapshot_seq: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub records: u64,
+    pub first_seq: Option<u64>,
+    pub last_seq: u64,
+    pub snapshots: u64,
+    /// The first problem, with its seq (0 for snapshot or store problems).
+    pub first_error: Option<(u64, String)>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.first_error.is_none()
+    }
+}
+
+pub struct SledJournal {
+    dir: PathBuf,
+    db: sled::Db,
+    records: sled::Tree,
+    snapshots: sled::Tree,
+    meta: sled::Tree,
+    writer: Mutex<u64>,
+    appended: Condvar,
+    last: AtomicU64,
+    durable_seq: AtomicU64,
+    sync: Mutex<()>,
+}
+
+fn key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+fn seq_of(k: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = k.len().min(8);
+    b[8 - n..].copy_from_slice(&k[..n]);
+    u64::from_be_bytes(b)
+}
+
+fn store_err(e: sled::Error) -> Error {
+    Error::Store(e.to_string())
+}
+
+/// A free sibling path `<dir>.damaged.<n>`.
+fn quarantine_path(dir: &Path) -> PathBuf {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "journal".into());
+    (1..)
+        .map(|n| dir.with_file_name(format!("{name}.damaged.{n}")))
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| dir.with_extension("damaged"))
+}
+
+fn open_db(dir: &Path) -> Result<sled::Db> {
+    // sled may panic on some corrupt files; that is damage, not a crash of the operator.
+    match catch_unwind(AssertUnwindSafe(|| {
+        sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).cache_capacity(64 << 20).open()
+    })) {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(e)) => Err(Error::Damaged { seq: 0, why: format!("sled cannot open the store: {e}") }),
+        Err(_) => Err(Error::Damaged { seq: 0, why: "sled panicked while opening the store".into() }),
+    }
+}
+
+impl SledJournal {
+    /// Opens (or creates) the journal in `dir`. A torn tail is truncated; damage in the middle
+    /// moves the files aside and starts a fresh journal (the cluster is the source of truth).
+    pub fn open(dir: &Path) -> Result<(Self, OpenReport)> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let mut report = OpenReport::default();
+        let journal = match open_db(dir).and_then(|db| Self::from_db(dir, db)) {
+            Ok(j) => j,
+            Err(Error::Damaged { seq, why }) => {
+                let aside = quarantine(dir)?;
+                report.quarantined = Some((seq, why, aside));
+                Self::from_db(dir, open_db(dir)?)?
+            }
+            Err(e) => return Err(e),
+        };
+        let journal = match journal.check_tail(&mut report) {
+            Ok(()) => journal,
+            Err(Error::Damaged { seq, why }) => {
+                drop(journal);
+                let aside = quarantine(dir)?;
+                report.quarantined = Some((seq, why, aside));
+                Self::from_db(dir, open_db(dir)?)?
+            }
+            Err(e) => return Err(e),
+        };
+        report.last_seq = journal.last_seq();
+        report.snapshot_seq = journal.latest_snapshot()?.map(|(s, _)| s);
+        Ok((journal, report))
+    }
+
+    /// Opens an existing journal as it is, repairing nothing (for `inspect` and `verify`).
+    pub fn open_existing(dir: &Path) -> Result<Self> {
+        if !dir.join("conf").is_file() || !dir.join("db").is_file() {
+            return Err(Error::Foreign { path: dir.display().to_string() });
+        }
+        Self::from_db(dir, open_db(dir)?)
+    }
+
+    fn from_db(dir: &Path, db: sled::Db) -> Result<Self> {
+        let records = db.open_tree("records").map_err(store_err)?;
+        let snapshots = db.open_tree("snapshots").map_err(store_err)?;
+        let meta = db.open_tree("meta").map_err(store_err)?;
+        let last_record = records.last().map_err(store_err)?.map(|(k, _)| seq_of(&k)).unwrap_or(0);
+        let floor = meta.get("floor").map_err(store_err)?.map(|v| seq_of(&v)).unwrap_or(1);
+        let last_snap = snapshots.last().map_err(store_err)?.map(|(k, _)| seq_of(&k)).unwrap_or(0);
+        // Seqs never repeat, even when compaction emptied the records tree.
+        let last = last_record.max(floor.saturating_sub(1)).max(last_snap);
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            db,
+            records,
+            snapshots,
+            meta,
+            writer: Mutex::new(last),
+            appended: Condvar::new(),
+            last: AtomicU64::new(last),
+            durable_seq: AtomicU64::new(last),
+            sync: Mutex::new(()),
+        })
+    }
+
+    /// Checks the records after the newest snapshot: damage only at the end is a torn tail.
+    fn check_tail(&self, report: &mut OpenReport) -> Result<()> {
+        let from = self.latest_snapshot()?.map(|(s, _)| s + 1).unwrap_or(0);
+        let mut bad: Vec<(u64, String)> = Vec::new();
+        let mut expected: Option<u64> = None;
+        for item in self.records.range(key(from)..) {
+            let (k, v) = item.map_err(store_err)?;
+            let seq = seq_of(&k);
+            let problem = match envelope::decode_header(seq, &v) {
+                Ok(h) if h.seq != seq => Some(format!("record under key {seq} says seq {}", h.seq)),
+                Ok(_) if expected.is_some_and(|e| e != seq) => {
+                    Some(format!("gap: expected seq {}", expected.unwrap_or(0)))
+                }
+                Ok(_) => None,
+                Err(Error::NewerFormat { found, supported }) => return Err(Error::NewerFormat { found, supported }),
+                Err(e) => Some(e.to_string()),
+            };
+            match problem {
+                Some(why) => bad.push((seq, why)),
+                None if !bad.is_empty() => {
+                    let (first, why) = bad.remove(0);
+                    return Err(Error::Damaged { seq: first, why });
+                }
+                None => {}
+            }
+            expected = Some(seq + 1);
+        }
+        if !bad.is_empty() {
+            let mut batch = sled::Batch::default();
+            for (seq, _) in &bad {
+                batch.remove(&key(*seq));
+                report.truncated.push(*seq);
+            }
+            self.records.apply_batch(batch).map_err(store_err)?;
+            let last = self.records.last().map_err(store_err)?.map(|(k, _)| seq_of(&k)).unwrap_or(0);
+            *self.writer.lock().map_err(|_| Error::Store("writer lock poisoned".into()))? = last;
+            self.last.store(last, Ordering::SeqCst);
+            self.durable_seq.store(last, Ordering::SeqCst);
+            self.durable()?;
+        }
+        Ok(())
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Bytes on disk, as sled reports them.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    /// fdatasync every sled data file (sled's flush only hands pages to the kernel).
+    fn sync_files(&self) -> Result<()> {
+        let mut files = vec![self.dir.join("db"), self.dir.join("conf")];
+        if let Ok(rd) = std::fs::read_dir(self.dir.join("blobs")) {
+            files.extend(rd.filter_map(|e| e.ok().map(|e| e.path())));
+        }
+        for f in files {
+            match File::open(&f) {
+                Ok(file) => file.sync_data().map_err(|e| Error::io(&f, e))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&f, e)),
+            }
+        }
+        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(&self.dir, e))
+    }
+
+    /// Raw record bytes (tests and damage tools).
+    pub fn raw(&self, seq: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self.records.get(key(seq)).map_err(store_err)?.map(|v| v.to_vec()))
+    }
+
+    /// Re-reads the last seq after records were written underneath (import).
+    pub(crate) fn restore_counters(&self) -> Result<()> {
+        let last_record = self.records.last().map_err(store_err)?.map(|(k, _)| seq_of(&k)).unwrap_or(0);
+        let last_snap = self.snapshots.last().map_err(store_err)?.map(|(k, _)| seq_of(&k)).unwrap_or(0);
+        let last = last_record.max(last_snap);
+        if let Some(first) = self.records.first().map_err(store_err)?.map(|(k, _)| seq_of(&k)) {
+            self.meta.insert("floor", &key(first)).map_err(store_err)?;
+        }
+        *self.writer.lock().map_err(|_| Error::Store("writer lock poisoned".into()))? = last;
+        self.last.store(last, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Overwrites raw record bytes (damage injection in tests).
+    pub fn put_raw(&self, seq: u64, bytes: &[u8]) -> Result<()> {
+        self.records.insert(key(seq), bytes).map_err(store_err)?;
+        Ok(())
+    }
+}
+
+fn quarantine(dir: &Path) -> Result<PathBuf> {
+    let aside = quarantine_path(dir);
+    std::fs::rename(dir, &aside).map_err(|e| Error::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    Ok(aside)
+}
+
+impl Journal for SledJournal {
+    fn append(&self, batch: &[NewEntry]) -> Result<RangeInclusive<u64>> {
+        let mut last = self.writer.lock().map_err(|_| Error::Store("writer lock poisoned".into()))?;
+        let first = *last + 1;
+        let mut b = sled::Batch::default();
+        for (i, e) in batch.iter().enumerate() {
+            let mut e = e.clone();
+            redact(&mut e.body);
+            b.insert(&key(first + i as u64), envelope::encode(first + i as u64, &e)?);
+        }
+        self.records.apply_batch(b).map_err(store_err)?;
+        *last = first + batch.len() as u64 - 1;
+        self.last.store(*last, Ordering::SeqCst);
+        self.appended.notify_all();
+        Ok(first..=*last)
+    }
+
+    fn durable(&self) -> Result<u64> {
+        let target = self.last.load(Ordering::SeqCst);
+        let _guard = self.sync.lock().map_err(|_| Error::Store("sync lock poisoned".into()))?;
+        // Another caller's sync may already have covered us: that is the group commit.
+        if self.durable_seq.load(Ordering::SeqCst) >= target {
+            return Ok(self.durable_seq.load(Ordering::SeqCst));
+        }
+        let upto = self.last.load(Ordering::SeqCst);
+        self.db.flush().map_err(store_err)?;
+        self.sync_files()?;
+        self.durable_seq.store(upto, Ordering::SeqCst);
+        Ok(upto)
+    }
+
+    fn read_from(&self, seq: u64) -> Box<dyn Iterator<Item = Result<Entry>> + '_> {
+        Box::new(self.records.range(key(seq)..).map(|item| {
+            let (k, v) = item.map_err(store_err)?;
+            envelope::decode(seq_of(&k), &v)
+        }))
+    }
+
+    fn headers_from(&self, seq: u64) -> Box<dyn Iterator<Item = Result<Header>> + '_> {
+        Box::new(self.records.range(key(seq)..).map(|item| {
+            let (k, v) = item.map_err(store_err)?;
+            envelope::decode_header(seq_of(&k), &v)
+        }))
+    }
+
+    fn last_seq(&self) -> u64 {
+        self.last.load(Ordering::SeqCst)
+    }
+
+    fn wait_after(&self, seq: u64, timeout: Duration) -> u64 {
+        let Ok(guard) = self.writer.lock() else { return self.last_seq() };
+        match self.appended.wait_timeout_while(guard, timeout, |last| *last <= seq) {
+            Ok((g, _)) => *g,
+            Err(_) => self.last_seq(),
+        }
+    }
+
+    fn write_snapshot(&self, seq: u64, state: &[u8]) -> Result<()> {
+        let body = lz4_flex::compress_prepend_size(state);
+        let mut v = Vec::with_capacity(body.len() + 4);
+        v.extend_from_slice(&body);
+        v.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+        self.snapshots.insert(key(seq), v).map_err(store_err)?;
+        // Keep the two newest: one may be torn while the next is written.
+        let keys: Vec<u64> = self.snapshots.iter().keys().filter_map(|k| k.ok().map(|k| seq_of(&k))).collect();
+        for old in keys.iter().rev().skip(2) {
+            self.snapshots.remove(key(*old)).map_err(store_err)?;
+        }
+        Ok(())
+    }
+
+    fn latest_snapshot(&self) -> Result<Option<(u64, Vec<u8>)>> {
+        for item in self.snapshots.iter().rev() {
+            let (k, v) = item.map_err(store_err)?;
+            if let Some(state) = snapshot_bytes(&v) {
+                return Ok(Some((seq_of(&k), state)));
+            }
+        }
+        Ok(None)
+    }
+
+    fn compact(&self, before: u64) -> Result<u64> {
+        // The floor goes first, so a crash halfway never lets seqs repeat.
+        self.meta.insert("floor", &key(before)).map_err(store_err)?;
+        let mut removed = 0;
+        loop {
+            let keys: Vec<sled::IVec> =
+                self.records.range(..key(before)).keys().take(4096).filter_map(|k| k.ok()).collect();
+            if keys.is_empty() {
+                break;
+            }
+            let mut b = sled::Batch::default();
+            for k in &keys {
+                b.remove(k.clone());
+            }
+            removed += keys.len() as u64;
+            self.records.apply_batch(b).map_err(store_err)?;
+        }
+        Ok(removed)
+    }
+
+    fn verify(&self) -> VerifyReport {
+        let mut r = VerifyReport::default();
+        let mut expected: Option<u64> = None;
+        for item in self.records.iter() {
+            let (k, v) = match item {
+                Ok(kv) => kv,
+                Err(e) => {
+                    r.first_error.get_or_insert((0, format!("store: {e}")));
+                    break;
+                }
+            };
+            let seq = seq_of(&k);
+            r.records += 1;
+            r.first_seq.get_or_insert(seq);
+            r.last_seq = seq;
+            if let Some(e) = expected
+                && e != seq
+                && r.first_error.is_none()
+            {
+                r.first_error = Some((e, format!("sequence gap: seq {e} missing before {seq}")));
+            }
+            expected = Some(seq + 1);
+            match envelope::decode(seq, &v) {
+                Ok(entry) if entry.header.seq != seq && r.first_error.is_none() => {
+                    r.first_error = Some((seq, format!("record under key {seq} says seq {}", entry.header.seq)));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    r.first_error.get_or_insert((seq, e.to_string()));
+                }
+            }
+        }
+        for item in self.snapshots.iter() {
+            match item {
+                Ok((k, v)) => {
+                    r.snapshots += 1;
+                    if snapshot_bytes(&v).is_none() {
+                        r.first_error
+                            .get_or_insert((seq_of(&k), format!("snapshot at seq {} fails its checksum", seq_of(&k))));
+                    }
+                }
+                Err(e) => {
+                    r.first_error.get_or_insert((0, format!("store: {e}")));
+                }
+            }
+        }
+        r
+    }
+}
+
+fn snapshot_bytes(v: &[u8]) -> Option<Vec<u8>> {
+    if v.len() < 4 {
+        return None;
+    }
+    let (body, crc) = v.split_at(v.len() - 4);
+    (crc32c::crc32c(body) == u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]))
+        .then(|| lz4_flex::decompress_size_prepended(body).ok())
+        .flatten()
+}
