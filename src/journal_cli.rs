@@ -21,7 +21,13 @@ fn line(h: &Header) -> String {
     format!("{:>8}  {at}  {:<9} {:<9} {:<28} {obj}", h.seq, format!("{:?}", h.kind), event, h.op_key)
 }
 
-fn load(path: &Path) -> Result<(Option<(u64, usize)>, Vec<Entry>)> {
+/// A journal's newest snapshot (seq, size) and its records, from a directory or an export.
+struct Loaded {
+    snapshot: Option<(u64, usize)>,
+    entries: Vec<Entry>,
+}
+
+fn load(path: &Path) -> Result<Loaded> {
     if !path.exists() {
         bail!("{} does not exist", path.display());
     }
@@ -29,7 +35,7 @@ fn load(path: &Path) -> Result<(Option<(u64, usize)>, Vec<Entry>)> {
         let j = SledJournal::open_existing(path)?;
         let snap = j.latest_snapshot()?.map(|(s, b)| (s, b.len()));
         let entries = j.read_from(0).collect::<Result<Vec<_>, _>>()?;
-        Ok((snap, entries))
+        Ok(Loaded { snapshot: snap, entries })
     } else {
         let mut snap = None;
         let mut entries = Vec::new();
@@ -39,13 +45,13 @@ fn load(path: &Path) -> Result<(Option<(u64, usize)>, Vec<Entry>)> {
                 Item::Record(e) => entries.push(e),
             }
         }
-        Ok((snap, entries))
+        Ok(Loaded { snapshot: snap, entries })
     }
 }
 
 pub fn inspect(path: &Path, from: u64, limit: usize) -> Result<()> {
-    let (snap, entries) = load(path)?;
-    if let Some((seq, len)) = snap {
+    let Loaded { snapshot, entries } = load(path)?;
+    if let Some((seq, len)) = snapshot {
         println!("snapshot at seq {seq} ({len} bytes of folded state)");
     }
     println!("{:>8}  {:<27}  {:<9} {:<9} {:<28} object", "seq", "recorded at", "kind", "event", "operation");

@@ -29,7 +29,7 @@ fn a_folded_run_round_trips_through_journal_export_and_cli() {
     let dir = tmp.path().join("journal");
     let (j, _) = SledJournal::open(&dir).unwrap();
     let entries: Vec<_> = h.journal.iter().map(journal_codec::to_entry).collect();
-    j.append(&entries).unwrap();
+    j.append(entries).unwrap();
     j.durable().unwrap();
     // Replaying what came back from disk reproduces every command.
     let back: Vec<_> = j.read_from(0).map(|e| journal_codec::from_entry(&e.unwrap()).unwrap()).collect();

@@ -88,6 +88,39 @@ impl Entry {
     }
 }
 
+/// JSON then lz4 (size-prepended): the body as stored.
+pub fn compress_body(body: &serde_json::Value) -> Result<Vec<u8>> {
+    let json = serde_json::to_vec(body).map_err(|err| Error::Encode(err.to_string()))?;
+    Ok(lz4_flex::compress_prepend_size(&json))
+}
+
+/// Frames an already compressed body under a header for `seq`.
+pub fn frame(seq: u64, e: &NewEntry, body: &[u8]) -> Result<Vec<u8>> {
+    let header = Header {
+        version: FORMAT_VERSION,
+        seq,
+        recorded_at_micros: e.recorded_at_micros,
+        kind: e.kind,
+        event: e.event,
+        op_key: e.op_key.clone(),
+        resource: e.resource.clone(),
+        body_len: body.len() as u32,
+    };
+    frame_header(&header, body)
+}
+
+fn frame_header(header: &Header, body: &[u8]) -> Result<Vec<u8>> {
+    let h = rkyv::to_bytes::<rancor::Error>(header).map_err(|err| Error::Encode(err.to_string()))?;
+    let mut out = Vec::with_capacity(PREFIX + h.len() + body.len() + 4);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(h.len() as u32).to_le_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(body);
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Ok(out)
+}
+
 pub fn encode(seq: u64, e: &NewEntry) -> Result<Vec<u8>> {
     let json = serde_json::to_vec(&e.body).map_err(|err| Error::Encode(err.to_string()))?;
     let header = Header {
@@ -108,15 +141,7 @@ pub fn encode_entry(e: &Entry) -> Result<Vec<u8>> {
     let body = lz4_flex::compress_prepend_size(&e.body);
     let mut header = e.header.clone();
     header.body_len = body.len() as u32;
-    let h = rkyv::to_bytes::<rancor::Error>(&header).map_err(|err| Error::Encode(err.to_string()))?;
-    let mut out = Vec::with_capacity(PREFIX + h.len() + body.len() + 4);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&(h.len() as u32).to_le_bytes());
-    out.extend_from_slice(&h);
-    out.extend_from_slice(&body);
-    let crc = crc32c::crc32c(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    Ok(out)
+    frame_header(&header, &body)
 }
 
 /// Checks framing and CRC; returns the header bytes (aligned) and the body slice.
@@ -158,6 +183,37 @@ pub fn decode_header(seq_hint: u64, bytes: &[u8]) -> Result<Header> {
         return Err(Error::Damaged { seq: seq_hint, why: "body length differs from the header".into() });
     }
     Ok(upcast(header))
+}
+
+/// Checks a record's CRC and gives its archived header to `f`, reusing `buf` for alignment:
+/// no allocation and no deserialisation, for scans over millions of records.
+pub fn with_header<R>(
+    seq_hint: u64,
+    bytes: &[u8],
+    buf: &mut AlignedVec,
+    f: impl FnOnce(&ArchivedHeader) -> R,
+) -> Result<R> {
+    let damaged = |why: &str| Error::Damaged { seq: seq_hint, why: why.to_string() };
+    if bytes.len() < PREFIX + 4 {
+        return Err(damaged("shorter than a record frame"));
+    }
+    let (payload, crc) = bytes.split_at(bytes.len() - 4);
+    if crc32c::crc32c(payload) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
+        return Err(damaged("checksum mismatch"));
+    }
+    let version = u16::from_le_bytes([payload[0], payload[1]]);
+    if version > FORMAT_VERSION {
+        return Err(Error::NewerFormat { found: version, supported: FORMAT_VERSION });
+    }
+    let hlen = u32::from_le_bytes([payload[2], payload[3], payload[4], payload[5]]) as usize;
+    if PREFIX + hlen > payload.len() {
+        return Err(damaged("header length past the end"));
+    }
+    buf.clear();
+    buf.extend_from_slice(&payload[PREFIX..PREFIX + hlen]);
+    let archived = rkyv::access::<ArchivedHeader, rancor::Error>(buf)
+        .map_err(|e| Error::Damaged { seq: seq_hint, why: format!("header does not validate: {e}") })?;
+    Ok(f(archived))
 }
 
 /// Header fields a reader needs, straight from the archived bytes (no allocation).

@@ -34,7 +34,7 @@ fn crash_child() {
     loop {
         let size = 1 + (n % 37) as usize;
         let batch: Vec<NewEntry> = (0..size).map(|k| big_entry(n + 1 + k as u64)).collect();
-        let range = j.append(&batch).expect("append");
+        let range = j.append(batch).expect("append");
         let upto = j.durable().expect("durable");
         assert!(upto >= *range.end());
         writeln!(out, "ACK {}", range.end()).expect("pipe");
@@ -85,12 +85,10 @@ fn sigkill_at_random_moments_loses_no_acknowledged_record() {
         assert!(report.quarantined.is_none(), "round {round}: {report:?}");
         truncations += report.truncated.len();
         assert!(j.last_seq() >= acked_max, "round {round}: acked {acked_max}, journal ends at {}", j.last_seq());
-        let mut expected = 1;
-        for e in j.read_from(0) {
+        for (expected, e) in (1u64..).zip(j.read_from(0)) {
             let e = e.unwrap_or_else(|err| panic!("round {round}: {err}"));
             assert_eq!(e.header.seq, expected, "round {round}: seqs are contiguous");
             assert_eq!(e.json().unwrap()["i"], expected, "round {round}: record intact");
-            expected += 1;
         }
         assert!(j.verify().ok());
     }
