@@ -138,7 +138,8 @@ fn reads(c: &mut Criterion) {
 /// Reopen time of a journal that saw N records, was snapshotted and compacted.
 fn reopen(_c: &mut Criterion) {
     let n: u64 = std::env::var("VW_BENCH_REOPEN_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    let quick = std::env::args().any(|a| a == "--quick" || a == "--test");
+    // `cargo test` runs benches without `--bench` (criterion's test mode): keep that small.
+    let quick = !std::env::args().any(|a| a == "--bench") || std::env::args().any(|a| a == "--quick");
     let n = if quick { n.min(20_000) } else { n };
     let tmp = tempfile::tempdir().unwrap();
     let (j, _) = SledJournal::open(tmp.path()).unwrap();
