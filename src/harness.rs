@@ -101,6 +101,14 @@ impl Harness {
         self.objects.get(&(resource, ObjKey::new(ns, name)))
     }
 
+    /// The operator restarts: commands in flight when it stopped are lost, not answered.
+    pub fn restart_losing_in_flight(&mut self) {
+        self.queue.clear();
+        let cmds = self.record(RecordBody::Restart);
+        self.run(cmds);
+        self.settle();
+    }
+
     /// Re-delivers a past watch record (a duplicate) under a new seq.
     pub fn redeliver(&mut self, index: usize) {
         let Some(body) = self.journal.get(index).map(|r| r.body.clone()) else { return };

@@ -54,7 +54,9 @@ pub fn to_entry(r: &Record) -> NewEntry {
         }
         RecordBody::Outcome(o) => (EntryKind::Outcome, 0, o.op.to_string(), ResourceRef::default()),
         RecordBody::Timer(t) => (EntryKind::Timer, 0, t.op.to_string(), ResourceRef::default()),
-        RecordBody::Discovery(_) => (EntryKind::Discovery, 0, String::new(), ResourceRef::default()),
+        RecordBody::Discovery(_) | RecordBody::Restart => {
+            (EntryKind::Discovery, 0, String::new(), ResourceRef::default())
+        }
     };
     NewEntry {
         recorded_at_micros: r.at.timestamp_micros(),

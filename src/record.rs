@@ -27,6 +27,8 @@ pub enum RecordBody {
     Timer(TimerFired),
     /// The set of child kinds whose CRDs are installed (from API discovery).
     Discovery(Discovery),
+    /// The operator (re)started or took over leadership: commands in flight may never have run.
+    Restart,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

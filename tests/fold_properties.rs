@@ -247,3 +247,40 @@ fn nothing_happens_before_the_first_relist_is_done() {
     assert_eq!(h.condition(NS, "early", "Accepted"), Some(("True".into(), "Valid".into())));
     assert_eq!(h.children_of("uid-early").len(), 1);
 }
+
+#[test]
+fn restart_with_lost_in_flight_commands_converges_without_duplicates() {
+    for engine in [Engine::Velero, Engine::Job, Engine::Argo, Engine::Snapshot] {
+        let mut h = world();
+        // The create is sent, but the operator dies before it runs or its outcome is journaled.
+        h.fail_next.clear();
+        let op = engine.op("op");
+        h.objects.insert((ResourceKind::Operation, vworkspace_operator::key::ObjKey::new(NS, "op")), {
+            let mut o = op.clone();
+            o["metadata"]["uid"] = json!("uid-op");
+            o["metadata"]["creationTimestamp"] = json!(h.now.to_rfc3339());
+            o["metadata"]["generation"] = json!(1);
+            o
+        });
+        let obj = h.objects[&(ResourceKind::Operation, vworkspace_operator::key::ObjKey::new(NS, "op"))].clone();
+        let lost = h.record(vworkspace_operator::record::RecordBody::Observed(vworkspace_operator::record::Observed {
+            resource: ResourceKind::Operation,
+            event: vworkspace_operator::record::WatchEvent::Apply,
+            object: Some(obj),
+        }));
+        assert!(lost.iter().any(|c| c.action.name() == "CreateChild" || c.action.name() == "AddFinalizer"), "{lost:?}");
+        assert!(h.children_of("uid-op").is_empty(), "the lost commands never ran");
+        h.restart_losing_in_flight();
+        assert_eq!(h.children_of("uid-op").len(), 1, "{engine:?}: the child is created after the restart");
+        // A second restart after the child exists changes nothing.
+        h.restart_losing_in_flight();
+        assert_eq!(h.children_of("uid-op").len(), 1);
+        let (k, key) = h.children_of("uid-op")[0].clone();
+        for st in engine.statuses(false) {
+            h.set_child_status(k, &key.namespace, &key.name, st);
+        }
+        assert_eq!(h.condition(NS, "op", "Succeeded"), Some(("True".into(), "Completed".into())), "{engine:?}");
+        let (_, replayed) = replay(&h.journal);
+        assert_eq!(replayed, h.commands, "the restart is a record: replay reproduces it");
+    }
+}

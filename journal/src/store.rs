@@ -3,12 +3,13 @@
 //! sled's own `flush()` is not an fsync: `durable()` follows it with an `fdatasync` of sled's
 //! data files, and batches appended meanwhile share that one sync (group commit).
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::ops::RangeInclusive;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::envelope::{self, Entry, Header, NewEntry};
@@ -102,14 +103,42 @@ fn quarantine_path(dir: &Path) -> PathBuf {
         .unwrap_or_else(|| dir.with_extension("damaged"))
 }
 
+/// One sled instance per directory for the life of the process. sled finishes log writes on
+/// its own thread pool after a `Db` is dropped, so a second instance opened on the same files
+/// in the same process can recover a half-written state; sharing the instance avoids that.
+fn registry() -> &'static Mutex<BTreeMap<PathBuf, sled::Db>> {
+    static DBS: OnceLock<Mutex<BTreeMap<PathBuf, sled::Db>>> = OnceLock::new();
+    DBS.get_or_init(|| Mutex::new(BTreeMap::new()))
+}
+
+fn canonical(dir: &Path) -> PathBuf {
+    dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf())
+}
+
 fn open_db(dir: &Path) -> Result<sled::Db> {
+    let path = canonical(dir);
+    let mut dbs = registry().lock().map_err(|_| Error::Store("journal registry poisoned".into()))?;
+    if let Some(db) = dbs.get(&path) {
+        return Ok(db.clone());
+    }
     // sled may panic on some corrupt files; that is damage, not a crash of the operator.
-    match catch_unwind(AssertUnwindSafe(|| {
+    let db = match catch_unwind(AssertUnwindSafe(|| {
         sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).cache_capacity(64 << 20).open()
     })) {
-        Ok(Ok(db)) => Ok(db),
-        Ok(Err(e)) => Err(Error::Damaged { seq: 0, why: format!("sled cannot open the store: {e}") }),
-        Err(_) => Err(Error::Damaged { seq: 0, why: "sled panicked while opening the store".into() }),
+        Ok(Ok(db)) => db,
+        Ok(Err(e)) => return Err(Error::Damaged { seq: 0, why: format!("sled cannot open the store: {e}") }),
+        Err(_) => return Err(Error::Damaged { seq: 0, why: "sled panicked while opening the store".into() }),
+    };
+    dbs.insert(path, db.clone());
+    Ok(db)
+}
+
+/// Forgets the instance of `dir` (before its files are moved aside).
+fn evict(dir: &Path) {
+    if let Ok(mut dbs) = registry().lock()
+        && let Some(db) = dbs.remove(&canonical(dir))
+    {
+        let _ = db.flush();
     }
 }
 
@@ -141,6 +170,12 @@ impl SledJournal {
         report.last_seq = journal.last_seq();
         report.snapshot_seq = journal.latest_snapshot()?.map(|(s, _)| s);
         Ok((journal, report))
+    }
+
+    /// Drops this process's sled instance for `dir`, so the next open reads the files again.
+    /// Only for tools and tests that change the files underneath; the operator never needs it.
+    pub fn close(dir: &Path) {
+        evict(dir);
     }
 
     /// Opens an existing journal as it is, repairing nothing (for `inspect` and `verify`).
@@ -291,6 +326,7 @@ impl SledJournal {
 }
 
 fn quarantine(dir: &Path) -> Result<PathBuf> {
+    evict(dir);
     let aside = quarantine_path(dir);
     std::fs::rename(dir, &aside).map_err(|e| Error::io(dir, e))?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;

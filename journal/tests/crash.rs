@@ -91,6 +91,9 @@ fn sigkill_at_random_moments_loses_no_acknowledged_record() {
             assert_eq!(e.json().unwrap()["i"], expected, "round {round}: record intact");
         }
         assert!(j.verify().ok());
+        // The next round's child opens the files itself: let go of ours, as a dead process would.
+        drop(j);
+        SledJournal::close(&dir);
     }
     eprintln!(
         "crash test: {kills} SIGKILLs, {acked_max} records acknowledged, {truncations} torn-tail records truncated"

@@ -151,6 +151,9 @@ fn damaged_sled_files_never_panic() {
         j.append((1..=200).map(entry).collect::<Vec<_>>()).unwrap();
         j.durable().unwrap();
         drop(j);
+        SledJournal::close(&dir);
+        // Let sled's thread pool finish the old instance's writes before the files are damaged.
+        std::thread::sleep(std::time::Duration::from_millis(300));
         let db = dir.join("db");
         let mut bytes = std::fs::read(&db).unwrap();
         if flip_at < bytes.len() {

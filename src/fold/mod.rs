@@ -59,6 +59,12 @@ pub fn step(state: &mut State, record: &Record) -> Vec<Command> {
             state.world.discovery(d);
             touched.all_unstarted = true;
         }
+        RecordBody::Restart => {
+            for op in state.ops.values_mut() {
+                op.forget_in_flight();
+            }
+            touched.all = true;
+        }
         RecordBody::Timer(t) => {
             if let Some(op) = state.ops.get_mut(&t.op) {
                 op.timers.remove(&t.timer);

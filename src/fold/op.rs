@@ -97,6 +97,27 @@ impl OpState {
         self.spec.as_ref().map(|s| s.target.name.as_str())
     }
 
+    /// After a restart nothing sent is known to have run: re-derive it. Creates go out again
+    /// under the same name (AlreadyExists with our UID counts as done), the status is re-sent,
+    /// and timers are re-armed by the next reconcile.
+    pub fn forget_in_flight(&mut self) {
+        self.pending.clear();
+        for s in &mut self.steps {
+            if s.create == CreateState::Sent {
+                s.create = CreateState::NotSent;
+            }
+        }
+        self.last_status = None;
+        self.timers.clear();
+        self.finalizer_requested = false;
+        self.cleanup.deletes_sent = false;
+        self.cleanup.finalizer_removal_sent = false;
+        self.cleanup.retention_delete_sent = false;
+        if self.cancel == CancelState::Stopping {
+            self.cancel = CancelState::NotRequested;
+        }
+    }
+
     pub fn has_pending(&self, what: &Pending) -> bool {
         self.pending.values().any(|p| p == what)
     }
