@@ -23,6 +23,12 @@ pub enum Command {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// The operator: in-cluster, or from KUBECONFIG.
+    Run {
+        /// Journal directory (the StatefulSet's volume); `memory` keeps no journal.
+        #[arg(long, default_value = "/var/lib/vworkspace/journal")]
+        journal: String,
+    },
     /// Inspect, verify, export or import a journal (a directory or an export file).
     Journal {
         #[command(subcommand)]

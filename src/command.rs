@@ -13,6 +13,9 @@ pub struct Command {
     /// Derived from the Operation UID, step and a per-Operation counter: stable across replays.
     pub id: String,
     pub op: OpKey,
+    /// The Operation's UID: Events and owner checks need it.
+    #[serde(default)]
+    pub uid: String,
     pub action: Action,
 }
 

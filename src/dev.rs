@@ -89,6 +89,9 @@ pub async fn run(opts: Options) -> Result<()> {
         None => None,
     };
     let sims = tokio::spawn(sim::run(client.clone(), sim::Options::default()));
+    let journal_dir = dir.join("journal");
+    let operator_opts = vworkspace_operator::run::Options { journal: Some(journal_dir.clone()), ..Default::default() };
+    let operator = tokio::spawn(vworkspace_operator::run::run(client.clone(), operator_opts));
     let app_sim = tokio::spawn(sim::app::run(client.clone(), Duration::from_millis(400)));
     eprintln!("dev: ENGINE SIMULATORS running (Velero, Argo, CSI, VolSync, Job and the app rollout are simulated)");
     let mut samples: Vec<PathBuf> = std::fs::read_dir(opts.repo.join("deploy/samples"))
@@ -101,27 +104,97 @@ pub async fn run(opts: Options) -> Result<()> {
         let applied = apply_file(&client, s).await?;
         eprintln!("dev: applied {} ({} objects)", s.display(), applied.len());
     }
+    write_helm_release(&client, "demo", "billing").await?;
     println!("kubeconfig: {}", cp.kubeconfig.display());
     match &jaeger {
         Some(j) => println!("jaeger:     {} (OTLP gRPC {}, HTTP {})", j.ui_url(), j.otlp_grpc, j.otlp_http),
         None => println!("jaeger:     not built; `bash tests/tools/build.sh jaeger` builds it (about 10 minutes cold)"),
     }
     println!("try:        kubectl --kubeconfig {} get operations -A -o wide", cp.kubeconfig.display());
-    eprintln!(
-        "dev: the operator runtime (watch -> journal -> fold -> effector) arrives with the runtime issue; until then the samples stay Pending"
-    );
+    println!("journal:    {}", journal_dir.display());
     if opts.once {
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        let waited = wait_for_samples(&client, Duration::from_secs(180)).await;
         print!("{}", kubectl_get_operations(&cp.kubeconfig)?);
+        waited?;
     } else {
         eprintln!("dev: running; Ctrl-C stops everything");
         tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     }
+    operator.abort();
     sims.abort();
     app_sim.abort();
     drop(jaeger);
     drop(cp);
     Ok(())
+}
+
+/// A Helm release record for `release`, in Helm's own format (Secret `sh.helm.release.v1.<r>.v1`,
+/// base64 of gzip of the release JSON), with two pre-upgrade hook Jobs: what
+/// `helm install --no-hooks` writes, so the helmHookJob sample has hooks to run.
+async fn write_helm_release(client: &kube::Client, ns: &str, release: &str) -> Result<()> {
+    use base64::Engine as _;
+    use std::io::Write as _;
+    let hook = |name: &str, weight: i64| {
+        serde_json::json!({
+            "name": format!("{release}-{name}"), "kind": "Job", "path": format!("{release}/templates/hooks.yaml"),
+            "events": ["pre-upgrade"], "weight": weight, "delete_policies": ["before-hook-creation"],
+            "manifest": format!("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {release}-{name}\n  annotations:\n    helm.sh/hook: pre-upgrade\nspec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        - name: {name}\n          image: busybox:1.36\n          command: [\"sh\", \"-c\", \"echo {name}\"]\n"),
+        })
+    };
+    let rel = serde_json::json!({ "name": release, "namespace": ns, "version": 1, "info": { "status": "deployed" },
+        "hooks": [hook("db-migrate", 5), hook("db-check", -1)] });
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(rel.to_string().as_bytes())?;
+    let inner = base64::engine::general_purpose::STANDARD.encode(gz.finish()?);
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": format!("sh.helm.release.v1.{release}.v1"), "namespace": ns,
+            "labels": { "owner": "helm", "name": release, "version": "1", "status": "deployed" } },
+        "type": "helm.sh/release.v1",
+        "stringData": { "release": inner },
+    }))?;
+    let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), ns);
+    api.patch(
+        &format!("sh.helm.release.v1.{release}.v1"),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&secret),
+    )
+    .await
+    .context("writing the Helm release record")?;
+    eprintln!("dev: wrote Helm release record sh.helm.release.v1.{release}.v1 (as `helm install --no-hooks` would)");
+    Ok(())
+}
+
+/// Waits until every sample Operation reaches the phase its `dev.vworkspace.io/expect` names.
+async fn wait_for_samples(client: &kube::Client, timeout: Duration) -> Result<()> {
+    use vworkspace_operator::api::Operation;
+    let api: Api<Operation> = Api::all(client.clone());
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let ops = api.list(&Default::default()).await.context("listing Operations")?;
+        let waiting: Vec<String> = ops
+            .items
+            .iter()
+            .filter_map(|o| {
+                let expect = o.metadata.annotations.as_ref()?.get("dev.vworkspace.io/expect")?.clone();
+                let phase = o.status.as_ref().and_then(|s| s.phase).map(|p| p.as_str().to_string()).unwrap_or_default();
+                (phase != expect).then(|| {
+                    format!(
+                        "{} is {} (expected {expect})",
+                        o.metadata.name.clone().unwrap_or_default(),
+                        if phase.is_empty() { "-" } else { &phase }
+                    )
+                })
+            })
+            .collect();
+        if waiting.is_empty() {
+            eprintln!("dev: every sample reached its expected end");
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("samples did not reach their expected end within {timeout:?}: {}", waiting.join("; "));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// The cached Jaeger binary, if `tests/tools/build.sh` has built it.

@@ -134,7 +134,10 @@ impl Harness {
     }
 
     pub fn discovery(&mut self, installed: &[ChildKind]) {
-        let cmds = self.record(RecordBody::Discovery(Discovery { installed: installed.iter().copied().collect() }));
+        let cmds = self.record(RecordBody::Discovery(Discovery {
+            installed: installed.iter().copied().collect(),
+            ..Default::default()
+        }));
         self.run(cmds);
         self.settle();
     }

@@ -6,11 +6,14 @@ pub mod api;
 pub mod cluster;
 pub mod command;
 pub mod crdgen;
+pub mod effector;
 pub mod engine;
 pub mod fold;
 #[doc(hidden)]
 pub mod harness;
+pub mod ingest;
 pub mod journal_codec;
 pub mod key;
 pub mod record;
+pub mod run;
 pub mod sim;

@@ -34,6 +34,19 @@ fn main() -> anyhow::Result<()> {
             JournalCommand::Export { dir, file } => journal_cli::export_to(&dir, &file)?,
             JournalCommand::Import { file, dir } => journal_cli::import_from(&file, &dir)?,
         },
+        Command::Run { journal } => {
+            let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            rt.block_on(async {
+                let client = kube::Client::try_default()
+                    .await
+                    .context("connecting to the API server (in-cluster or KUBECONFIG)")?;
+                let opts = vworkspace_operator::run::Options {
+                    journal: (journal != "memory").then(|| std::path::PathBuf::from(&journal)),
+                    ..Default::default()
+                };
+                vworkspace_operator::run::run(client, opts).await.context("the operator stopped")
+            })?;
+        }
         Command::Dev { once, repo, state_dir } => {
             let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
             rt.block_on(dev::run(dev::Options { once, repo, state_dir }))?;

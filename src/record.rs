@@ -231,4 +231,7 @@ pub enum TimerKind {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Discovery {
     pub installed: BTreeSet<ChildKind>,
+    /// Kinds the runtime watches: each counts as unknown until its first InitDone.
+    #[serde(default)]
+    pub watched: BTreeSet<ResourceKind>,
 }

@@ -227,9 +227,11 @@ fn lost_journal_converges_from_the_cluster_without_duplicates() {
 fn nothing_happens_before_the_first_relist_is_done() {
     use vworkspace_operator::record::{Discovery, RecordBody};
     let mut h = Harness::new();
-    let body = RecordBody::Discovery(Discovery { installed: ChildKind::ALL.iter().copied().collect() });
+    let body = RecordBody::Discovery(Discovery {
+        installed: ChildKind::ALL.iter().copied().collect(),
+        watched: ResourceKind::ALL.iter().copied().collect(),
+    });
     h.record(body);
-    h.state.world.watch(&ResourceKind::ALL.iter().copied().collect());
     h.apply(ResourceKind::Operation, operation("early", "RunCommand", None, json!({})));
     assert!(
         h.commands.is_empty(),

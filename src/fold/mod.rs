@@ -57,6 +57,7 @@ pub fn step(state: &mut State, record: &Record) -> Vec<Command> {
         RecordBody::Observed(o) => observe::observed(state, o, record.at, &mut touched),
         RecordBody::Discovery(d) => {
             state.world.discovery(d);
+            state.world.watch(&d.watched);
             touched.all_unstarted = true;
         }
         RecordBody::Restart => {

@@ -48,7 +48,7 @@ impl OpState {
         if let Some(p) = pending {
             self.pending.insert(id.clone(), p);
         }
-        out.push(Command { id: id.clone(), op: self.key.clone(), action });
+        out.push(Command { id: id.clone(), op: self.key.clone(), uid: self.uid.clone(), action });
         id
     }
 

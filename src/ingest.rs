@@ -1,0 +1,149 @@
+//! Watch streams → records. kube-runtime's raw `watcher()` (not `Controller`): the journal needs
+//! every event, including the Init/InitApply/InitDone relist markers. Secrets are watched by
+//! metadata only. Engine CRDs are discovered, and re-checked, so an engine whose CRD appears
+//! later becomes usable without a restart.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::core::GroupVersionKind;
+use kube::core::PartialObjectMeta;
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::api::LABEL_OPERATION_UID;
+use crate::record::{ChildKind, Discovery, Observed, RecordBody, ResourceKind, WatchEvent};
+use crate::sim::controller::api_resource;
+
+fn project_resource(kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("ops.vworkspace.io", "v1alpha1", kind), plural)
+}
+
+/// The API resource and watch settings of each watched kind (Secrets are handled apart).
+fn resource_of(kind: ResourceKind) -> (ApiResource, watcher::Config) {
+    match kind {
+        ResourceKind::Operation => (project_resource("Operation", "operations"), watcher::Config::default()),
+        ResourceKind::OperationTemplate => {
+            (project_resource("OperationTemplate", "operationtemplates"), watcher::Config::default())
+        }
+        ResourceKind::ApplicationInstance => {
+            (project_resource("ApplicationInstance", "applicationinstances"), watcher::Config::default())
+        }
+        ResourceKind::Secret => {
+            (ApiResource::erase::<k8s_openapi::api::core::v1::Secret>(&()), watcher::Config::default())
+        }
+        // Only our children: label-selected, so foreign objects never reach the journal.
+        ResourceKind::Child(c) => (api_resource(c), watcher::Config::default().labels(LABEL_OPERATION_UID)),
+    }
+}
+
+fn observed(resource: ResourceKind, event: WatchEvent, object: Option<Value>) -> RecordBody {
+    RecordBody::Observed(Observed { resource, event, object })
+}
+
+/// Streams one kind's watch events into `tx` until the receiver is gone.
+pub async fn watch_kind(client: kube::Client, kind: ResourceKind, tx: UnboundedSender<RecordBody>) {
+    let (ar, cfg) = resource_of(kind);
+    let to_value = |o: &DynamicObject| serde_json::to_value(o).unwrap_or(Value::Null);
+    if kind == ResourceKind::Secret {
+        // Metadata only: values never reach the operator, let alone the journal.
+        let api: Api<PartialObjectMeta<k8s_openapi::api::core::v1::Secret>> = Api::all(client);
+        let mut stream = watcher(api, cfg).boxed();
+        while let Some(ev) = stream.next().await {
+            let meta_only = |m: PartialObjectMeta<k8s_openapi::api::core::v1::Secret>| json!({ "apiVersion": "v1", "kind": "Secret", "metadata": serde_json::to_value(&m.metadata).unwrap_or(Value::Null) });
+            let body = match ev {
+                Ok(watcher::Event::Init) => observed(kind, WatchEvent::Init, None),
+                Ok(watcher::Event::InitApply(m)) => observed(kind, WatchEvent::InitApply, Some(meta_only(m))),
+                Ok(watcher::Event::InitDone) => observed(kind, WatchEvent::InitDone, None),
+                Ok(watcher::Event::Apply(m)) => observed(kind, WatchEvent::Apply, Some(meta_only(m))),
+                Ok(watcher::Event::Delete(m)) => observed(kind, WatchEvent::Delete, Some(meta_only(m))),
+                Err(e) => {
+                    tracing::warn!(kind = kind.name(), error = %e, "watch error; the watcher retries");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            if tx.send(body).is_err() {
+                return;
+            }
+        }
+        return;
+    }
+    let api: Api<DynamicObject> = Api::all_with(client, &ar);
+    let mut stream = watcher(api, cfg).boxed();
+    while let Some(ev) = stream.next().await {
+        let body = match ev {
+            Ok(watcher::Event::Init) => observed(kind, WatchEvent::Init, None),
+            Ok(watcher::Event::InitApply(o)) => observed(kind, WatchEvent::InitApply, Some(to_value(&o))),
+            Ok(watcher::Event::InitDone) => observed(kind, WatchEvent::InitDone, None),
+            Ok(watcher::Event::Apply(o)) => observed(kind, WatchEvent::Apply, Some(to_value(&o))),
+            Ok(watcher::Event::Delete(o)) => observed(kind, WatchEvent::Delete, Some(to_value(&o))),
+            Err(e) => {
+                // The watcher relists by itself (410 Gone included); back off a little.
+                tracing::warn!(kind = kind.name(), error = %e, "watch error; the watcher retries");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        if tx.send(body).is_err() {
+            return;
+        }
+    }
+}
+
+/// Child kinds whose CRDs are installed (Jobs are built in).
+pub async fn installed_child_kinds(client: &kube::Client) -> Result<BTreeSet<ChildKind>, kube::Error> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let names: BTreeSet<String> =
+        api.list_metadata(&Default::default()).await?.items.into_iter().filter_map(|c| c.metadata.name).collect();
+    Ok(ChildKind::ALL
+        .into_iter()
+        .filter(|k| {
+            k.is_builtin()
+                || names.contains(&format!("{}.{}", k.plural(), k.api_version().split('/').next().unwrap_or("")))
+        })
+        .collect())
+}
+
+/// Starts the watches and keeps discovering engine CRDs; new kinds get a watch when they appear.
+pub async fn run(client: kube::Client, tx: UnboundedSender<RecordBody>, rediscover: Duration) {
+    let mut watching: BTreeSet<ResourceKind> = BTreeSet::new();
+    let mut last: Option<BTreeSet<ChildKind>> = None;
+    loop {
+        match installed_child_kinds(&client).await {
+            Ok(installed) => {
+                if last.as_ref() != Some(&installed) {
+                    let mut wanted: BTreeSet<ResourceKind> = [
+                        ResourceKind::Operation,
+                        ResourceKind::OperationTemplate,
+                        ResourceKind::ApplicationInstance,
+                        ResourceKind::Secret,
+                    ]
+                    .into();
+                    wanted.extend(installed.iter().map(|c| ResourceKind::Child(*c)));
+                    let new: Vec<ResourceKind> = wanted.difference(&watching).copied().collect();
+                    // Announce first, so the fold waits for the new kinds' first lists.
+                    let d = Discovery { installed: installed.clone(), watched: wanted.clone() };
+                    if tx.send(RecordBody::Discovery(d)).is_err() {
+                        return;
+                    }
+                    for kind in new {
+                        tracing::info!(kind = kind.name(), "watching");
+                        tokio::spawn(watch_kind(client.clone(), kind, tx.clone()));
+                    }
+                    watching = wanted;
+                    last = Some(installed);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "discovery failed; retrying"),
+        }
+        tokio::time::sleep(rediscover).await;
+        if tx.is_closed() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The runtime: watch → journal → fold → effector. Every record is appended and made durable
+//! before it is folded (write-ahead); commands go to the effector, whose outcomes come back as
+//! records; timers fire as records. The fold is the only place that decides.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use vworkspace_journal::{Journal, SledJournal};
+
+use crate::command::{Action, Command};
+use crate::effector::Effector;
+use crate::fold::{self, State};
+use crate::journal_codec;
+use crate::record::{Record, RecordBody, TimerFired};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("journal: {0}")]
+    Journal(#[from] vworkspace_journal::Error),
+    #[error("journal record: {0}")]
+    Codec(#[from] journal_codec::Error),
+    #[error("snapshot does not decode: {0}")]
+    Snapshot(serde_json::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Journal directory; `None` keeps records in memory only (benchmarks' baseline).
+    pub journal: Option<PathBuf>,
+    /// Records between two snapshots of the folded state.
+    pub snapshot_every: u64,
+    /// Records kept before the newest snapshot.
+    pub retain: u64,
+    pub rediscover: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { journal: None, snapshot_every: 10_000, retain: 50_000, rediscover: Duration::from_secs(15) }
+    }
+}
+
+/// Restores the folded state: the newest snapshot, then the journal's tail (no commands run:
+/// they ran before, or the Restart record re-derives them).
+fn restore(journal: &SledJournal) -> Result<(State, u64)> {
+    let (mut state, from) = match journal.latest_snapshot()? {
+        Some((seq, bytes)) => (serde_json::from_slice(&bytes).map_err(Error::Snapshot)?, seq + 1),
+        None => (State::default(), 0),
+    };
+    let mut folded = 0;
+    for e in journal.read_from(from) {
+        let rec = journal_codec::from_entry(&e?)?;
+        fold::step(&mut state, &rec);
+        folded += 1;
+    }
+    Ok((state, folded))
+}
+
+/// Runs until the channel closes (never, in practice) or an unrecoverable journal error.
+pub async fn run(client: kube::Client, opts: Options) -> Result<()> {
+    let journal = match &opts.journal {
+        Some(dir) => {
+            let (j, report) = SledJournal::open(dir)?;
+            if !report.truncated.is_empty() {
+                tracing::warn!(seqs = ?report.truncated, "journal: torn tail truncated");
+            }
+            if let Some((seq, why, aside)) = &report.quarantined {
+                tracing::error!(first_bad_seq = seq, %why, moved_to = %aside.display(), "journal damaged: quarantined; relisting from the cluster");
+            }
+            Some(Arc::new(j))
+        }
+        None => None,
+    };
+    let (mut state, replayed) = match &journal {
+        Some(j) => restore(j)?,
+        None => (State::default(), 0),
+    };
+    tracing::info!(replayed, ops = state.ops.len(), "state restored");
+    let (tx, rx) = mpsc::unbounded_channel::<RecordBody>();
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel::<Command>();
+    tokio::spawn(effect_loop(Effector::new(client.clone()), cmd_rx, tx.clone()));
+    tokio::spawn(crate::ingest::run(client.clone(), tx.clone(), opts.rediscover));
+    // Whatever was in flight when the last process stopped may never have run.
+    tx.send(RecordBody::Restart).ok();
+    // Timers of restored Operations are re-armed by the fold after the Restart record.
+    fold_loop(&mut state, journal, rx, tx, cmd_tx, &opts).await
+}
+
+async fn effect_loop(effector: Effector, mut rx: UnboundedReceiver<Command>, out: UnboundedSender<RecordBody>) {
+    while let Some(cmd) = rx.recv().await {
+        let outcome = effector.run(&cmd).await;
+        if !outcome.result.is_success() {
+            tracing::info!(command = %cmd.id, op = %cmd.op, action = cmd.action.name(), result = ?outcome.result, message = %outcome.message, "effect outcome");
+        }
+        if out.send(RecordBody::Outcome(outcome)).is_err() {
+            return;
+        }
+    }
+}
+
+async fn fold_loop(
+    state: &mut State,
+    journal: Option<Arc<SledJournal>>,
+    mut rx: UnboundedReceiver<RecordBody>,
+    tx: UnboundedSender<RecordBody>,
+    cmd_tx: UnboundedSender<Command>,
+    opts: &Options,
+) -> Result<()> {
+    let mut seq = journal.as_ref().map(|j| j.last_seq()).unwrap_or(0);
+    let mut since_snapshot = 0u64;
+    while let Some(first) = rx.recv().await {
+        // Group commit: take what is queued, up to a bound, under one durable().
+        let mut bodies = vec![first];
+        while bodies.len() < 512 {
+            match rx.try_recv() {
+                Ok(b) => bodies.push(b),
+                Err(_) => break,
+            }
+        }
+        let at = Utc::now();
+        let records: Vec<Record> = bodies.into_iter().map(|body| Record { seq: 0, at, body }).collect();
+        let records = match &journal {
+            Some(j) => {
+                let entries = records.iter().map(journal_codec::to_entry).collect();
+                let range = j.append(entries)?;
+                j.durable()?;
+                records
+                    .into_iter()
+                    .zip(range)
+                    .map(|(mut r, s)| {
+                        r.seq = s;
+                        r
+                    })
+                    .collect::<Vec<_>>()
+            }
+            None => records
+                .into_iter()
+                .map(|mut r| {
+                    seq += 1;
+                    r.seq = seq;
+                    r
+                })
+                .collect(),
+        };
+        for r in &records {
+            for cmd in fold::step(state, r) {
+                route(cmd, &cmd_tx, &tx);
+            }
+        }
+        since_snapshot += records.len() as u64;
+        if let (Some(j), true) = (&journal, since_snapshot >= opts.snapshot_every) {
+            since_snapshot = 0;
+            let last = records.last().map(|r| r.seq).unwrap_or(0);
+            if let Ok(bytes) = serde_json::to_vec(&*state) {
+                j.write_snapshot(last, &bytes)?;
+                j.compact(last.saturating_sub(opts.retain))?;
+                tracing::info!(seq = last, bytes = bytes.len(), "snapshot written");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Timers become delayed records; everything else goes to the effector.
+fn route(cmd: Command, cmd_tx: &UnboundedSender<Command>, tx: &UnboundedSender<RecordBody>) {
+    if let Action::SetTimer { timer, at } = &cmd.action {
+        let wait = (*at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        let fired = RecordBody::Timer(TimerFired { op: cmd.op.clone(), timer: *timer });
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let _ = tx.send(fired);
+        });
+        return;
+    }
+    let _ = cmd_tx.send(cmd);
+}
+
+/// Kinds the operator watches (for tests and docs).
+pub fn watched_kinds() -> BTreeSet<crate::record::ResourceKind> {
+    crate::record::ResourceKind::ALL.into_iter().collect()
+}
