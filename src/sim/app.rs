@@ -1,5 +1,6 @@
 //! SIMULATOR for the ApplicationInstance's rollout (Flux is not here): each generation becomes
-//! Ready=True (or Ready=False with scenario `fail`) one tick after it is observed.
+//! Ready=True (or, with scenario `fail`, Ready=False from the second generation on) one tick
+//! after it is observed.
 
 use std::time::Duration;
 
@@ -21,7 +22,8 @@ pub async fn run(client: kube::Client, tick: Duration) {
                     continue;
                 }
                 let annotations = app.metadata.annotations.clone().unwrap_or_default();
-                let fail = annotations.get(SCENARIO_ANNOTATION).map(String::as_str) == Some("fail");
+                // `fail` fails a rollout: the first generation (the install) is Ready.
+                let fail = annotations.get(SCENARIO_ANNOTATION).map(String::as_str) == Some("fail") && generation > 1;
                 let (Some(ns), Some(name)) = (app.metadata.namespace.clone(), app.metadata.name.clone()) else {
                     continue;
                 };
