@@ -1,0 +1,171 @@
+//! Lifecycle on the real API server: Velero children are cleaned up through the finalizer when
+//! the Operation is deleted; hook Jobs come from the release record a real `helm install
+//! --no-hooks` wrote; and an operator whose journal is lost converges from the cluster alone.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use serde_json::{Value, json};
+use vworkspace_operator::api::Operation;
+use vworkspace_operator::record::ChildKind;
+use vworkspace_operator::sim::controller::api_resource;
+use vworkspace_operator::{run, sim};
+
+async fn apply(client: &kube::Client, ar: &kube::api::ApiResource, ns: Option<&str>, obj: Value) {
+    let api: Api<DynamicObject> = match ns {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, ar),
+        None => Api::all_with(client.clone(), ar),
+    };
+    let name = obj["metadata"]["name"].as_str().unwrap().to_string();
+    api.patch(&name, &PatchParams::apply("test").force(), &Patch::Apply(&obj)).await.unwrap();
+}
+
+fn ar<K: kube::Resource<DynamicType = ()>>() -> kube::api::ApiResource {
+    kube::api::ApiResource::erase::<K>(&())
+}
+
+async fn wait_until<F: AsyncFn() -> bool>(what: &str, f: F) {
+    for _ in 0..300 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn phase(ops: &Api<Operation>, name: &str) -> String {
+    ops.get(name)
+        .await
+        .ok()
+        .and_then(|o| o.status)
+        .and_then(|s| s.phase)
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default()
+}
+
+async fn count(client: &kube::Client, kind: ChildKind, uid: &str) -> usize {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &api_resource(kind));
+    api.list(&ListParams::default().labels(&format!("ops.vworkspace.io/operation-uid={uid}")))
+        .await
+        .unwrap()
+        .items
+        .len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalizer_cleanup_real_helm_hooks_and_lost_journal() {
+    let client = support::client("admin").await;
+    let ns = support::namespace("life").await;
+    let velero_ns = support::namespace("velero").await;
+    for (name, spec) in [
+        ("velero", json!({ "types": ["Backup"], "engine": "velero", "velero": { "namespace": velero_ns } })),
+        (
+            "hooks",
+            json!({ "types": ["Migration"], "engine": "helmHookJob", "helmHook": { "event": "pre-upgrade" }, "rbac": { "serviceAccountName": "migrator" } }),
+        ),
+    ] {
+        let mut spec = spec;
+        spec["namespaces"] = json!([ns]);
+        spec["preconditions"] = json!({ "exclusive": false });
+        apply(&client, &ar::<vworkspace_operator::api::OperationTemplate>(), None,
+            json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "OperationTemplate", "metadata": { "name": format!("{name}-{ns}") }, "spec": spec })).await;
+    }
+    apply(&client, &ar::<vworkspace_operator::api::ApplicationInstance>(), Some(&ns), json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
+        "metadata": { "name": "hooked", "namespace": ns, "annotations": { "ops.vworkspace.io/backup": "velero", "ops.vworkspace.io/migration": "helmHookJob" } },
+        "spec": { "chart": { "name": "hooked", "version": "0.1.0" } } })).await;
+    // The real Helm writes the release record; hooks are recorded, not run.
+    let built = Command::new("bash").arg(support::repo().join("tests/tools/build.sh")).arg("helm").output().unwrap();
+    let helm = String::from_utf8_lossy(&built.stdout).lines().last().unwrap().trim().to_string();
+    let out = Command::new(&helm)
+        .arg("--kubeconfig")
+        .arg(support::kubeconfig())
+        .args(["--kube-context", "admin", "install", "hooked"])
+        .arg(support::repo().join("tests/charts/hooked"))
+        .args(["--namespace", &ns, "--no-hooks"])
+        .env("HELM_CACHE_HOME", std::env::temp_dir().join("vw-helm-cache"))
+        .env("HELM_CONFIG_HOME", std::env::temp_dir().join("vw-helm-config"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "helm install: {}", String::from_utf8_lossy(&out.stderr));
+
+    let sims =
+        tokio::spawn(sim::run(client.clone(), sim::Options { tick: Duration::from_millis(150), instant: false }));
+    let apps = tokio::spawn(sim::app::run(client.clone(), Duration::from_millis(150)));
+    let journal = tempfile::tempdir().unwrap();
+    let opts = run::Options {
+        journal: Some(journal.path().join("j")),
+        rediscover: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let operator = tokio::spawn(run::run(client.clone(), opts.clone()));
+    let ops: Api<Operation> = Api::namespaced(client.clone(), &ns);
+    let op = |name: &str, ty: &str, scenario: &str| {
+        json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation",
+        "metadata": { "name": name, "namespace": ns, "annotations": { "sim.vworkspace.io/scenario": scenario } },
+        "spec": { "type": ty, "target": { "name": "hooked" } } })
+    };
+
+    // Helm hook Jobs from the real release record, in weight order (db-check -1, db-migrate 5).
+    apply(&client, &ar::<Operation>(), Some(&ns), op("migrate", "Migration", "succeed")).await;
+    wait_until("the migration", async || phase(&ops, "migrate").await == "Succeeded").await;
+    let st = ops.get("migrate").await.unwrap().status.unwrap();
+    assert_eq!(st.outputs.get("hooks").map(String::as_str), Some("2"));
+    assert_eq!(st.outputs.get("helmReleaseRecord").map(String::as_str), Some("sh.helm.release.v1.hooked.v1"));
+    let jobs: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &api_resource(ChildKind::Job));
+    let mut hooks: Vec<(String, String)> = jobs
+        .list(&ListParams::default().labels("ops.vworkspace.io/operation=migrate"))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|j| {
+            (
+                j.metadata.labels.as_ref().unwrap()["ops.vworkspace.io/step"].clone(),
+                j.metadata.annotations.as_ref().unwrap()["ops.vworkspace.io/helm-hook"].clone(),
+            )
+        })
+        .collect();
+    hooks.sort();
+    assert_eq!(
+        hooks,
+        [("0".to_string(), "hooked-db-check".to_string()), ("1".to_string(), "hooked-db-migrate".to_string())]
+    );
+
+    // A Velero child in Velero's namespace is removed through the finalizer on deletion.
+    apply(&client, &ar::<Operation>(), Some(&ns), op("backup", "Backup", "slow")).await;
+    wait_until("the backup to run", async || phase(&ops, "backup").await == "Running").await;
+    let uid = ops.get("backup").await.unwrap().metadata.uid.unwrap();
+    assert_eq!(count(&client, ChildKind::VeleroBackup, &uid).await, 1);
+    assert!(
+        ops.get("backup")
+            .await
+            .unwrap()
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .contains(&"ops.vworkspace.io/cleanup".to_string())
+    );
+    ops.delete("backup", &DeleteParams::default()).await.unwrap();
+    wait_until("the Operation to be gone", async || ops.get_opt("backup").await.unwrap().is_none()).await;
+    assert_eq!(count(&client, ChildKind::VeleroBackup, &uid).await, 0, "the Velero Backup was cleaned up");
+
+    // The journal is lost: a new operator converges from the cluster alone, without duplicates.
+    apply(&client, &ar::<Operation>(), Some(&ns), op("late", "Backup", "slow")).await;
+    wait_until("the second backup to run", async || phase(&ops, "late").await == "Running").await;
+    operator.abort();
+    let _ = operator.await;
+    let fresh = tempfile::tempdir().unwrap();
+    let opts = run::Options { journal: Some(fresh.path().join("j")), ..opts };
+    let operator = tokio::spawn(run::run(client.clone(), opts));
+    wait_until("the second backup to finish", async || phase(&ops, "late").await == "Succeeded").await;
+    let late_uid = ops.get("late").await.unwrap().metadata.uid.unwrap();
+    assert_eq!(count(&client, ChildKind::VeleroBackup, &late_uid).await, 1, "no duplicate after losing the journal");
+    assert_eq!(phase(&ops, "migrate").await, "Succeeded", "terminal outcomes stand");
+    operator.abort();
+    sims.abort();
+    apps.abort();
+}
