@@ -28,6 +28,12 @@ pub enum Command {
         /// Journal directory (the StatefulSet's volume); `memory` keeps no journal.
         #[arg(long, default_value = "/var/lib/vworkspace/journal")]
         journal: String,
+        /// Act alone, without the Lease (a single replica you are sure of).
+        #[arg(long)]
+        no_leader_elect: bool,
+        /// Name of the Lease in the pod's namespace (`POD_NAMESPACE`, else `default`).
+        #[arg(long, default_value = "vworkspace-operator")]
+        lease: String,
     },
     /// Inspect, verify, export or import a journal (a directory or an export file).
     Journal {

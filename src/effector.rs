@@ -56,12 +56,12 @@ impl Effector {
     }
 
     /// Runs one command, retrying transient failures, and returns its outcome.
-    pub async fn run(&self, cmd: &Command) -> Outcome {
+    pub async fn run(&self, cmd: &Command, epoch: u64) -> Outcome {
         let mut delay = Duration::from_millis(100);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (result, message, data) = match self.execute(cmd).await {
+            let (result, message, data) = match self.execute(cmd, epoch).await {
                 Ok(data) => (R::Ok, String::new(), data),
                 Err((r, m)) => (r, m, OutcomeData::None),
             };
@@ -75,15 +75,17 @@ impl Effector {
         }
     }
 
-    async fn execute(&self, cmd: &Command) -> Done {
+    async fn execute(&self, cmd: &Command, epoch: u64) -> Done {
         let op = &cmd.op;
         let err = |e: kube::Error| classify(&e);
         match &cmd.action {
             Action::CreateChild { kind, namespace, name, manifest, .. } => {
                 let api: Api<DynamicObject> =
                     Api::namespaced_with(self.client.clone(), namespace, &api_resource(*kind));
-                let obj: DynamicObject =
-                    serde_json::from_value(manifest.clone()).map_err(|e| (R::Invalid, e.to_string()))?;
+                let mut manifest = manifest.clone();
+                // The fencing token: which leader's term created this child.
+                manifest["metadata"]["annotations"][crate::leader::ANNOTATION_EPOCH] = json!(epoch.to_string());
+                let obj: DynamicObject = serde_json::from_value(manifest).map_err(|e| (R::Invalid, e.to_string()))?;
                 match api
                     .create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &obj)
                     .await

@@ -14,6 +14,7 @@ pub mod harness;
 pub mod ingest;
 pub mod journal_codec;
 pub mod key;
+pub mod leader;
 pub mod record;
 pub mod run;
 pub mod sim;

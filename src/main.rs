@@ -34,7 +34,7 @@ fn main() -> anyhow::Result<()> {
             JournalCommand::Export { dir, file } => journal_cli::export_to(&dir, &file)?,
             JournalCommand::Import { file, dir } => journal_cli::import_from(&file, &dir)?,
         },
-        Command::Run { journal } => {
+        Command::Run { journal, no_leader_elect, lease } => {
             let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
             rt.block_on(async {
                 let client = kube::Client::try_default()
@@ -42,6 +42,10 @@ fn main() -> anyhow::Result<()> {
                     .context("connecting to the API server (in-cluster or KUBECONFIG)")?;
                 let opts = vworkspace_operator::run::Options {
                     journal: (journal != "memory").then(|| std::path::PathBuf::from(&journal)),
+                    leader: (!no_leader_elect).then(|| {
+                        let ns = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
+                        vworkspace_operator::leader::Options::from_env(&ns, &lease)
+                    }),
                     ..Default::default()
                 };
                 vworkspace_operator::run::run(client, opts).await.context("the operator stopped")

@@ -38,11 +38,19 @@ pub struct Options {
     /// Records kept before the newest snapshot.
     pub retain: u64,
     pub rediscover: Duration,
+    /// Lease-based leadership; `None` acts alone (dev, single-replica tests).
+    pub leader: Option<crate::leader::Options>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { journal: None, snapshot_every: 10_000, retain: 50_000, rediscover: Duration::from_secs(15) }
+        Self {
+            journal: None,
+            snapshot_every: 10_000,
+            retain: 50_000,
+            rediscover: Duration::from_secs(15),
+            leader: None,
+        }
     }
 }
 
@@ -84,17 +92,47 @@ pub async fn run(client: kube::Client, opts: Options) -> Result<()> {
     tracing::info!(replayed, ops = state.ops.len(), "state restored");
     let (tx, rx) = mpsc::unbounded_channel::<RecordBody>();
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel::<Command>();
-    tokio::spawn(effect_loop(Effector::new(client.clone()), cmd_rx, tx.clone()));
+    let leadership = match &opts.leader {
+        Some(l) => crate::leader::spawn(client.clone(), l.clone()),
+        None => tokio::sync::watch::channel(Some(0)).1,
+    };
+    tokio::spawn(effect_loop(Effector::new(client.clone()), cmd_rx, tx.clone(), leadership.clone()));
     tokio::spawn(crate::ingest::run(client.clone(), tx.clone(), opts.rediscover));
-    // Whatever was in flight when the last process stopped may never have run.
-    tx.send(RecordBody::Restart).ok();
+    // Whatever was in flight when the last process stopped (or the last leader) may never have
+    // run: each gain of leadership is a Restart record, and the fold re-derives it.
+    tokio::spawn(restart_on_leadership(leadership, tx.clone()));
     // Timers of restored Operations are re-armed by the fold after the Restart record.
     fold_loop(&mut state, journal, rx, tx, cmd_tx, &opts).await
 }
 
-async fn effect_loop(effector: Effector, mut rx: UnboundedReceiver<Command>, out: UnboundedSender<RecordBody>) {
+async fn restart_on_leadership(mut leadership: crate::leader::Leadership, tx: UnboundedSender<RecordBody>) {
+    let mut leading = false;
+    loop {
+        let now = leadership.borrow_and_update().is_some();
+        if now && !leading && tx.send(RecordBody::Restart).is_err() {
+            return;
+        }
+        leading = now;
+        tokio::select! {
+            changed = leadership.changed() => if changed.is_err() { return },
+            _ = tx.closed() => return,
+        }
+    }
+}
+
+async fn effect_loop(
+    effector: Effector,
+    mut rx: UnboundedReceiver<Command>,
+    out: UnboundedSender<RecordBody>,
+    leadership: crate::leader::Leadership,
+) {
     while let Some(cmd) = rx.recv().await {
-        let outcome = effector.run(&cmd).await;
+        // Only the leader acts; a standby keeps folding so it can take over warm.
+        let Some(epoch) = *leadership.borrow() else {
+            tracing::debug!(command = %cmd.id, "standby: not acting");
+            continue;
+        };
+        let outcome = effector.run(&cmd, epoch).await;
         if !outcome.result.is_success() {
             tracing::info!(command = %cmd.id, op = %cmd.op, action = cmd.action.name(), result = ?outcome.result, message = %outcome.message, "effect outcome");
         }

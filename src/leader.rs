@@ -1,0 +1,132 @@
+//! Lease-based leader election (coordination.k8s.io/v1). Only the leader's effector acts; it
+//! stops acting as soon as it cannot renew before its deadline. The lease's `leaseTransitions`
+//! is the epoch: a fencing token every effect carries (the `ops.vworkspace.io/lease-epoch`
+//! annotation on children), so writes can be attributed to exactly one term.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+use tokio::sync::watch;
+
+/// Annotation on every child: the lease epoch of the leader that created it.
+pub const ANNOTATION_EPOCH: &str = "ops.vworkspace.io/lease-epoch";
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub namespace: String,
+    pub name: String,
+    pub identity: String,
+    pub lease_duration: Duration,
+}
+
+impl Options {
+    /// Identity from the Downward API (`POD_NAME`), else host and process id.
+    pub fn from_env(namespace: &str, name: &str) -> Self {
+        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+            format!("{}-{}", std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into()), std::process::id())
+        });
+        Self { namespace: namespace.into(), name: name.into(), identity, lease_duration: Duration::from_secs(15) }
+    }
+}
+
+/// `Some(epoch)` while this process leads.
+pub type Leadership = watch::Receiver<Option<u64>>;
+
+fn lease_body(o: &Options, epoch: u64, acquire: Option<&str>, rv: Option<String>) -> Lease {
+    let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    serde_json::from_value(json!({
+        "metadata": { "name": o.name, "namespace": o.namespace, "resourceVersion": rv },
+        "spec": {
+            "holderIdentity": o.identity,
+            "leaseDurationSeconds": o.lease_duration.as_secs().max(1),
+            "acquireTime": acquire.map(str::to_string).unwrap_or_else(|| now.clone()),
+            "renewTime": now,
+            "leaseTransitions": epoch,
+        },
+    }))
+    .unwrap_or_default()
+}
+
+fn expired(l: &Lease) -> bool {
+    let Some(spec) = &l.spec else { return true };
+    let Some(renew) = spec.renew_time.as_ref() else { return true };
+    let renewed = chrono::DateTime::parse_from_rfc3339(&renew.0.to_string()).map(|t| t.with_timezone(&Utc)).ok();
+    let secs = spec.lease_duration_seconds.unwrap_or(15) as i64;
+    renewed.is_none_or(|t| Utc::now() > t + chrono::Duration::seconds(secs))
+}
+
+/// One attempt to take or keep the lease; returns the epoch when we hold it.
+async fn try_hold(api: &Api<Lease>, o: &Options) -> Result<Option<u64>, kube::Error> {
+    match api.get_opt(&o.name).await? {
+        None => {
+            api.create(&PostParams::default(), &lease_body(o, 0, None, None)).await?;
+            Ok(Some(0))
+        }
+        Some(l) => {
+            let spec = l.spec.clone().unwrap_or_default();
+            let epoch = spec.lease_transitions.unwrap_or(0) as u64;
+            let ours = spec.holder_identity.as_deref() == Some(o.identity.as_str());
+            let rv = l.metadata.resource_version.clone();
+            if ours {
+                let acquire = spec.acquire_time.map(|t| t.0.to_string());
+                api.replace(&o.name, &PostParams::default(), &lease_body(o, epoch, acquire.as_deref(), rv)).await?;
+                Ok(Some(epoch))
+            } else if expired(&l) {
+                // Take over: a new term. The resourceVersion makes it a compare-and-swap.
+                api.replace(&o.name, &PostParams::default(), &lease_body(o, epoch + 1, None, rv)).await?;
+                Ok(Some(epoch + 1))
+            } else {
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Runs the election until the sender is dropped. Renews every third of the lease duration and
+/// gives up leadership when two thirds pass without a successful renewal.
+pub fn spawn(client: kube::Client, o: Options) -> Leadership {
+    let (tx, rx) = watch::channel(None);
+    tokio::spawn(async move {
+        let api: Api<Lease> = Api::namespaced(client, &o.namespace);
+        let renew_every = o.lease_duration / 3;
+        let renew_deadline = o.lease_duration * 2 / 3;
+        let mut last_ok = tokio::time::Instant::now();
+        loop {
+            // A hung API call must not keep us "leading" past the renew deadline.
+            let attempt = match tokio::time::timeout(renew_every, try_hold(&api, &o)).await {
+                Ok(r) => r,
+                Err(_) => Err(kube::Error::Service(format!("lease renewal timed out after {renew_every:?}").into())),
+            };
+            match attempt {
+                Ok(Some(epoch)) => {
+                    last_ok = tokio::time::Instant::now();
+                    if *tx.borrow() != Some(epoch) {
+                        tracing::info!(identity = %o.identity, epoch, "leading");
+                        let _ = tx.send(Some(epoch));
+                    }
+                }
+                Ok(None) => {
+                    if tx.borrow().is_some() {
+                        tracing::warn!(identity = %o.identity, "lost the lease to another holder");
+                        let _ = tx.send(None);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "lease renewal failed");
+                    if tx.borrow().is_some() && last_ok.elapsed() >= renew_deadline {
+                        tracing::warn!(identity = %o.identity, "renew deadline passed: stepping down");
+                        let _ = tx.send(None);
+                    }
+                }
+            }
+            if tx.is_closed() {
+                return;
+            }
+            tokio::time::sleep(renew_every).await;
+        }
+    });
+    rx
+}
