@@ -100,11 +100,14 @@ pub async fn run(opts: Options) -> Result<()> {
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
         .collect();
     samples.sort();
-    for s in &samples {
+    for (i, s) in samples.iter().enumerate() {
+        if i == 1 {
+            // After the namespaces, before the Operations: the hook sample reads it at once.
+            write_helm_release(&client, "demo", "billing").await?;
+        }
         let applied = apply_file(&client, s).await?;
         eprintln!("dev: applied {} ({} objects)", s.display(), applied.len());
     }
-    write_helm_release(&client, "demo", "billing").await?;
     println!("kubeconfig: {}", cp.kubeconfig.display());
     match &jaeger {
         Some(j) => println!("jaeger:     {} (OTLP gRPC {}, HTTP {})", j.ui_url(), j.otlp_grpc, j.otlp_http),

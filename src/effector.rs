@@ -246,6 +246,10 @@ pub fn decode_release_hooks(release_b64: &[u8], event: &str) -> Result<Vec<HelmH
             continue;
         }
         let kind = h.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+        // Only Job hooks run as children; other hook kinds are the chart's own business.
+        if kind != "Job" {
+            continue;
+        }
         let manifest_yaml = h.get("manifest").and_then(Value::as_str).unwrap_or("");
         let manifest: Value = serde_yaml::from_str(manifest_yaml).map_err(|e| format!("hook manifest: {e}"))?;
         hooks.push(HelmHook {

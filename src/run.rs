@@ -195,7 +195,10 @@ async fn fold_loop(
         if let (Some(j), true) = (&journal, since_snapshot >= opts.snapshot_every) {
             since_snapshot = 0;
             let last = records.last().map(|r| r.seq).unwrap_or(0);
-            if let Ok(bytes) = serde_json::to_vec(&*state) {
+            // Snapshots obey the same redaction as records (DESIGN §4).
+            let mut value = serde_json::to_value(&*state).unwrap_or(serde_json::Value::Null);
+            vworkspace_journal::redact::redact(&mut value);
+            if let Ok(bytes) = serde_json::to_vec(&value) {
                 j.write_snapshot(last, &bytes)?;
                 j.compact(last.saturating_sub(opts.retain))?;
                 tracing::info!(seq = last, bytes = bytes.len(), "snapshot written");

@@ -38,19 +38,6 @@ fn case(
     Case { name, ty, engine, params, scenario, extra: json!({}), phase, reason, children: 1 }
 }
 
-async fn apply(client: &kube::Client, ar: &kube::api::ApiResource, ns: Option<&str>, obj: Value) {
-    let api: Api<DynamicObject> = match ns {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, ar),
-        None => Api::all_with(client.clone(), ar),
-    };
-    let name = obj["metadata"]["name"].as_str().unwrap().to_string();
-    api.patch(&name, &PatchParams::apply("test").force(), &Patch::Apply(&obj)).await.unwrap();
-}
-
-fn ar<K: kube::Resource<DynamicType = ()>>() -> kube::api::ApiResource {
-    kube::api::ApiResource::erase::<K>(&())
-}
-
 async fn children(client: &kube::Client, uid: &str) -> usize {
     let mut n = 0;
     for kind in ChildKind::ALL {
@@ -88,7 +75,7 @@ async fn every_type_and_engine_reaches_its_outcome() {
         spec["namespaces"] = json!([ns]);
         spec["preconditions"] = json!({ "exclusive": false });
         let t = json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "OperationTemplate", "metadata": { "name": format!("{name}-{ns}") }, "spec": spec });
-        apply(&client, &ar::<vworkspace_operator::api::OperationTemplate>(), None, t).await;
+        support::apply(&client, &support::ar::<vworkspace_operator::api::OperationTemplate>(), None, t).await;
     }
     let caps = json!({ "ops.vworkspace.io/backup": "velero,csiSnapshot,volSync", "ops.vworkspace.io/restore": "velero,volSync",
         "ops.vworkspace.io/runbook": "argoWorkflow", "ops.vworkspace.io/migration": "argoWorkflow,job", "ops.vworkspace.io/run-command": "job,argoWorkflow",
@@ -97,7 +84,7 @@ async fn every_type_and_engine_reaches_its_outcome() {
         let a = json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
             "metadata": { "name": app, "namespace": ns, "annotations": caps.as_object().unwrap().clone().into_iter().chain([("sim.vworkspace.io/scenario".to_string(), json!(scenario))]).collect::<serde_json::Map<_, _>>() },
             "spec": { "chart": { "name": app, "version": "1.0.0" } } });
-        apply(&client, &ar::<vworkspace_operator::api::ApplicationInstance>(), Some(&ns), a).await;
+        support::apply(&client, &support::ar::<vworkspace_operator::api::ApplicationInstance>(), Some(&ns), a).await;
     }
     let mut cases = vec![
         case("velero-backup-ok", "Backup", Some("velero"), json!({}), "succeed", "Succeeded", "Completed"),
@@ -229,10 +216,10 @@ async fn every_type_and_engine_reaches_its_outcome() {
             "metadata": { "name": c.name, "namespace": ns, "annotations": { "sim.vworkspace.io/scenario": c.scenario } }, "spec": spec })
     };
     for c in &cases {
-        apply(&client, &ar::<Operation>(), Some(&ns), op_json(c, "shop")).await;
+        support::apply(&client, &support::ar::<Operation>(), Some(&ns), op_json(c, "shop")).await;
     }
-    apply(&client, &ar::<Operation>(), Some(&ns), op_json(&upgrade_ok, "shop")).await;
-    apply(&client, &ar::<Operation>(), Some(&ns), op_json(&upgrade_fail, "broken")).await;
+    support::apply(&client, &support::ar::<Operation>(), Some(&ns), op_json(&upgrade_ok, "shop")).await;
+    support::apply(&client, &support::ar::<Operation>(), Some(&ns), op_json(&upgrade_fail, "broken")).await;
     // Cancel: one that never finishes per engine family, cancelled once it runs.
     let cancels = [
         ("cancel-job", "RunCommand", Some("job"), json!({})),
@@ -251,7 +238,7 @@ async fn every_type_and_engine_reaches_its_outcome() {
             reason: "",
             children: 0,
         };
-        apply(&client, &ar::<Operation>(), Some(&ns), op_json(&c, "shop")).await;
+        support::apply(&client, &support::ar::<Operation>(), Some(&ns), op_json(&c, "shop")).await;
     }
     let ops: Api<Operation> = Api::namespaced(client.clone(), &ns);
     let status = |name: String| {

@@ -7,26 +7,13 @@ mod support;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
-use serde_json::{Value, json};
+use kube::api::{Api, DynamicObject, ListParams};
+use serde_json::json;
 use vworkspace_operator::api::Operation;
 use vworkspace_operator::leader::ANNOTATION_EPOCH;
 use vworkspace_operator::record::ChildKind;
 use vworkspace_operator::sim::controller::api_resource;
 use vworkspace_operator::{leader, run, sim};
-
-async fn apply(client: &kube::Client, ar: &kube::api::ApiResource, ns: Option<&str>, obj: Value) {
-    let api: Api<DynamicObject> = match ns {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, ar),
-        None => Api::all_with(client.clone(), ar),
-    };
-    let name = obj["metadata"]["name"].as_str().unwrap().to_string();
-    api.patch(&name, &PatchParams::apply("test").force(), &Patch::Apply(&obj)).await.unwrap();
-}
-
-fn ar<K: kube::Resource<DynamicType = ()>>() -> kube::api::ApiResource {
-    kube::api::ApiResource::erase::<K>(&())
-}
 
 async fn phase(ops: &Api<Operation>, name: &str) -> String {
     ops.get(name)
@@ -53,10 +40,10 @@ async fn epochs_of(client: &kube::Client, ns: &str, op: &str) -> Vec<String> {
 async fn standby_takes_over_under_a_new_epoch() {
     let client = support::client("admin").await;
     let ns = support::namespace("leader").await;
-    apply(&client, &ar::<vworkspace_operator::api::OperationTemplate>(), None, json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "OperationTemplate",
+    support::apply(&client, &support::ar::<vworkspace_operator::api::OperationTemplate>(), None, json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "OperationTemplate",
         "metadata": { "name": format!("job-{ns}") }, "spec": { "types": ["RunCommand"], "engine": "job", "namespaces": [ns], "job": { "image": "busybox:1.36" },
             "preconditions": { "exclusive": false } } })).await;
-    apply(&client, &ar::<vworkspace_operator::api::ApplicationInstance>(), Some(&ns), json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
+    support::apply(&client, &support::ar::<vworkspace_operator::api::ApplicationInstance>(), Some(&ns), json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
         "metadata": { "name": "shop", "namespace": ns, "annotations": { "ops.vworkspace.io/run-command": "job" } }, "spec": { "chart": { "name": "shop", "version": "1.0.0" } } })).await;
     let sims =
         tokio::spawn(sim::run(client.clone(), sim::Options { tick: Duration::from_millis(150), instant: false }));
@@ -85,7 +72,7 @@ async fn standby_takes_over_under_a_new_epoch() {
     let b = tokio::spawn(run::run(client.clone(), opts("replica-b", db.path())));
     let ops: Api<Operation> = Api::namespaced(client.clone(), &ns);
     let op = |name: &str| json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation", "metadata": { "name": name, "namespace": ns }, "spec": { "type": "RunCommand", "target": { "name": "shop" } } });
-    apply(&client, &ar::<Operation>(), Some(&ns), op("first")).await;
+    support::apply(&client, &support::ar::<Operation>(), Some(&ns), op("first")).await;
     for _ in 0..200 {
         if phase(&ops, "first").await == "Succeeded" {
             break;
@@ -114,7 +101,7 @@ async fn standby_takes_over_under_a_new_epoch() {
     eprintln!("standby took over {after:?} after the leader stopped (lease {lease_duration:?}), epoch {epoch}");
     assert!(after <= lease_duration + lease_duration / 3 + Duration::from_secs(1), "took {after:?}");
     assert_eq!(epoch, 1);
-    apply(&client, &ar::<Operation>(), Some(&ns), op("second")).await;
+    support::apply(&client, &support::ar::<Operation>(), Some(&ns), op("second")).await;
     for _ in 0..200 {
         if phase(&ops, "second").await == "Succeeded" {
             break;

@@ -7,23 +7,10 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
-use serde_json::{Value, json};
+use kube::api::{Api, PostParams};
+use serde_json::json;
 use vworkspace_operator::api::{ApplicationInstance, Operation};
 use vworkspace_operator::{run, sim};
-
-async fn apply(client: &kube::Client, ar: &kube::api::ApiResource, ns: Option<&str>, obj: Value) {
-    let api: Api<DynamicObject> = match ns {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, ar),
-        None => Api::all_with(client.clone(), ar),
-    };
-    let name = obj["metadata"]["name"].as_str().unwrap().to_string();
-    api.patch(&name, &PatchParams::apply("test").force(), &Patch::Apply(&obj)).await.unwrap();
-}
-
-fn ar<K: kube::Resource<DynamicType = ()>>() -> kube::api::ApiResource {
-    kube::api::ApiResource::erase::<K>(&())
-}
 
 async fn status(ops: &Api<Operation>, name: &str) -> (String, String, Option<u32>) {
     let st = ops.get(name).await.ok().and_then(|o| o.status).unwrap_or_default();
@@ -52,13 +39,13 @@ async fn wait_for(
 async fn blocked_operations_start_when_their_preconditions_hold() {
     let client = support::client("admin").await;
     let ns = support::namespace("pre").await;
-    apply(&client, &ar::<vworkspace_operator::api::OperationTemplate>(), None, json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "OperationTemplate",
+    support::apply(&client, &support::ar::<vworkspace_operator::api::OperationTemplate>(), None, json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "OperationTemplate",
         "metadata": { "name": format!("job-{ns}") }, "spec": { "types": ["RunCommand"], "engine": "job", "namespaces": [ns], "job": { "image": "busybox:1.36" } } })).await;
-    apply(&client, &ar::<vworkspace_operator::api::OperationTemplate>(), None, json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "OperationTemplate",
+    support::apply(&client, &support::ar::<vworkspace_operator::api::OperationTemplate>(), None, json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "OperationTemplate",
         "metadata": { "name": format!("secret-{ns}") }, "spec": { "types": ["RunCommand"], "engine": "job", "namespaces": [ns], "job": { "image": "busybox:1.36" },
             "preconditions": { "requiredSecrets": ["db-credentials"], "exclusive": false } } })).await;
     for app in ["shop", "ledger"] {
-        apply(&client, &ar::<ApplicationInstance>(), Some(&ns), json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
+        support::apply(&client, &support::ar::<ApplicationInstance>(), Some(&ns), json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
             "metadata": { "name": app, "namespace": ns, "annotations": { "ops.vworkspace.io/run-command": "job" } }, "spec": { "chart": { "name": app, "version": "1.0.0" } } })).await;
     }
     // No app simulator yet: the targets report no Ready condition.
@@ -77,11 +64,12 @@ async fn blocked_operations_start_when_their_preconditions_hold() {
         "metadata": { "name": name, "namespace": ns, "annotations": { "sim.vworkspace.io/scenario": scenario } },
         "spec": { "type": "RunCommand", "target": { "name": target }, "template": format!("{template}-{ns}") } })
     };
-    apply(&client, &ar::<Operation>(), Some(&ns), op("first", "shop", "job", "slow")).await;
+    support::apply(&client, &support::ar::<Operation>(), Some(&ns), op("first", "shop", "job", "slow")).await;
     wait_for(&ops, "first", "Blocked", Some("TargetNotReady")).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    apply(&client, &ar::<Operation>(), Some(&ns), op("second", "shop", "job", "succeed")).await;
-    apply(&client, &ar::<Operation>(), Some(&ns), op("needs-secret", "ledger", "secret", "succeed")).await;
+    support::apply(&client, &support::ar::<Operation>(), Some(&ns), op("second", "shop", "job", "succeed")).await;
+    support::apply(&client, &support::ar::<Operation>(), Some(&ns), op("needs-secret", "ledger", "secret", "succeed"))
+        .await;
 
     // The targets become Ready (the rollout simulator stands in for Flux).
     let apps = tokio::spawn(sim::app::run(client.clone(), Duration::from_millis(150)));

@@ -5,42 +5,29 @@ mod support;
 
 use std::time::Duration;
 
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
-use serde_json::{Value, json};
+use kube::api::{Api, DynamicObject, ListParams};
+use serde_json::json;
 use vworkspace_operator::api::Operation;
 use vworkspace_operator::record::ChildKind;
 use vworkspace_operator::sim::controller::api_resource;
 use vworkspace_operator::{run, sim};
 
-async fn apply(client: &kube::Client, ar: &kube::api::ApiResource, ns: Option<&str>, obj: Value) {
-    let api: Api<DynamicObject> = match ns {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, ar),
-        None => Api::all_with(client.clone(), ar),
-    };
-    let name = obj["metadata"]["name"].as_str().unwrap().to_string();
-    api.patch(&name, &PatchParams::apply("test").force(), &Patch::Apply(&obj)).await.unwrap();
-}
-
-fn ar<K: kube::Resource<DynamicType = ()>>() -> kube::api::ApiResource {
-    kube::api::ApiResource::erase::<K>(&())
-}
-
 async fn setup(client: &kube::Client, ns: &str) {
     let template = json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "OperationTemplate",
         "metadata": { "name": format!("job-{ns}") },
         "spec": { "types": ["RunCommand"], "engine": "job", "namespaces": [ns], "job": { "image": "busybox:1.36" } } });
-    apply(client, &ar::<vworkspace_operator::api::OperationTemplate>(), None, template).await;
+    support::apply(client, &support::ar::<vworkspace_operator::api::OperationTemplate>(), None, template).await;
     let app = json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
         "metadata": { "name": "shop", "namespace": ns, "annotations": { "ops.vworkspace.io/run-command": "job" } },
         "spec": { "chart": { "name": "shop", "version": "1.0.0" } } });
-    apply(client, &ar::<vworkspace_operator::api::ApplicationInstance>(), Some(ns), app).await;
+    support::apply(client, &support::ar::<vworkspace_operator::api::ApplicationInstance>(), Some(ns), app).await;
 }
 
 async fn submit(client: &kube::Client, ns: &str, name: &str, scenario: &str) {
     let op = json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation",
         "metadata": { "name": name, "namespace": ns, "annotations": { "sim.vworkspace.io/scenario": scenario } },
         "spec": { "type": "RunCommand", "target": { "name": "shop" } } });
-    apply(client, &ar::<Operation>(), Some(ns), op).await;
+    support::apply(client, &support::ar::<Operation>(), Some(ns), op).await;
 }
 
 async fn phase(client: &kube::Client, ns: &str, name: &str) -> String {

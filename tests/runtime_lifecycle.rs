@@ -7,25 +7,12 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
-use serde_json::{Value, json};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
+use serde_json::json;
 use vworkspace_operator::api::Operation;
 use vworkspace_operator::record::ChildKind;
 use vworkspace_operator::sim::controller::api_resource;
 use vworkspace_operator::{run, sim};
-
-async fn apply(client: &kube::Client, ar: &kube::api::ApiResource, ns: Option<&str>, obj: Value) {
-    let api: Api<DynamicObject> = match ns {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, ar),
-        None => Api::all_with(client.clone(), ar),
-    };
-    let name = obj["metadata"]["name"].as_str().unwrap().to_string();
-    api.patch(&name, &PatchParams::apply("test").force(), &Patch::Apply(&obj)).await.unwrap();
-}
-
-fn ar<K: kube::Resource<DynamicType = ()>>() -> kube::api::ApiResource {
-    kube::api::ApiResource::erase::<K>(&())
-}
 
 async fn wait_until<F: AsyncFn() -> bool>(what: &str, f: F) {
     for _ in 0..300 {
@@ -71,10 +58,10 @@ async fn finalizer_cleanup_real_helm_hooks_and_lost_journal() {
         let mut spec = spec;
         spec["namespaces"] = json!([ns]);
         spec["preconditions"] = json!({ "exclusive": false });
-        apply(&client, &ar::<vworkspace_operator::api::OperationTemplate>(), None,
+        support::apply(&client, &support::ar::<vworkspace_operator::api::OperationTemplate>(), None,
             json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "OperationTemplate", "metadata": { "name": format!("{name}-{ns}") }, "spec": spec })).await;
     }
-    apply(&client, &ar::<vworkspace_operator::api::ApplicationInstance>(), Some(&ns), json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
+    support::apply(&client, &support::ar::<vworkspace_operator::api::ApplicationInstance>(), Some(&ns), json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
         "metadata": { "name": "hooked", "namespace": ns, "annotations": { "ops.vworkspace.io/backup": "velero", "ops.vworkspace.io/migration": "helmHookJob" } },
         "spec": { "chart": { "name": "hooked", "version": "0.1.0" } } })).await;
     // The real Helm writes the release record; hooks are recorded, not run.
@@ -110,7 +97,7 @@ async fn finalizer_cleanup_real_helm_hooks_and_lost_journal() {
     };
 
     // Helm hook Jobs from the real release record, in weight order (db-check -1, db-migrate 5).
-    apply(&client, &ar::<Operation>(), Some(&ns), op("migrate", "Migration", "succeed")).await;
+    support::apply(&client, &support::ar::<Operation>(), Some(&ns), op("migrate", "Migration", "succeed")).await;
     wait_until("the migration", async || phase(&ops, "migrate").await == "Succeeded").await;
     let st = ops.get("migrate").await.unwrap().status.unwrap();
     assert_eq!(st.outputs.get("hooks").map(String::as_str), Some("2"));
@@ -136,7 +123,7 @@ async fn finalizer_cleanup_real_helm_hooks_and_lost_journal() {
     );
 
     // A Velero child in Velero's namespace is removed through the finalizer on deletion.
-    apply(&client, &ar::<Operation>(), Some(&ns), op("backup", "Backup", "slow")).await;
+    support::apply(&client, &support::ar::<Operation>(), Some(&ns), op("backup", "Backup", "slow")).await;
     wait_until("the backup to run", async || phase(&ops, "backup").await == "Running").await;
     let uid = ops.get("backup").await.unwrap().metadata.uid.unwrap();
     assert_eq!(count(&client, ChildKind::VeleroBackup, &uid).await, 1);
@@ -154,7 +141,7 @@ async fn finalizer_cleanup_real_helm_hooks_and_lost_journal() {
     assert_eq!(count(&client, ChildKind::VeleroBackup, &uid).await, 0, "the Velero Backup was cleaned up");
 
     // The journal is lost: a new operator converges from the cluster alone, without duplicates.
-    apply(&client, &ar::<Operation>(), Some(&ns), op("late", "Backup", "slow")).await;
+    support::apply(&client, &support::ar::<Operation>(), Some(&ns), op("late", "Backup", "slow")).await;
     wait_until("the second backup to run", async || phase(&ops, "late").await == "Running").await;
     operator.abort();
     let _ = operator.await;

@@ -144,15 +144,14 @@ pub fn encode_entry(e: &Entry) -> Result<Vec<u8>> {
     frame_header(&header, &body)
 }
 
-/// Checks framing and CRC; returns the header bytes (aligned) and the body slice.
-fn split(seq_hint: u64, bytes: &[u8]) -> Result<(AlignedVec, &[u8])> {
+/// Checks length, CRC and version; returns the payload and the header length.
+fn check_frame(seq_hint: u64, bytes: &[u8]) -> Result<(&[u8], usize)> {
     let damaged = |why: &str| Error::Damaged { seq: seq_hint, why: why.to_string() };
     if bytes.len() < PREFIX + 4 {
         return Err(damaged("shorter than a record frame"));
     }
     let (payload, crc) = bytes.split_at(bytes.len() - 4);
-    let want = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
-    if crc32c::crc32c(payload) != want {
+    if crc32c::crc32c(payload) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
         return Err(damaged("checksum mismatch"));
     }
     let version = u16::from_le_bytes([payload[0], payload[1]]);
@@ -163,6 +162,12 @@ fn split(seq_hint: u64, bytes: &[u8]) -> Result<(AlignedVec, &[u8])> {
     if PREFIX + hlen > payload.len() {
         return Err(damaged("header length past the end"));
     }
+    Ok((payload, hlen))
+}
+
+/// Checks the frame; returns the header bytes (aligned) and the body slice.
+fn split(seq_hint: u64, bytes: &[u8]) -> Result<(AlignedVec, &[u8])> {
+    let (payload, hlen) = check_frame(seq_hint, bytes)?;
     // rkyv needs aligned bytes; the store gives no alignment guarantee.
     let mut aligned = AlignedVec::<16>::with_capacity(hlen);
     aligned.extend_from_slice(&payload[PREFIX..PREFIX + hlen]);
@@ -193,22 +198,7 @@ pub fn with_header<R>(
     buf: &mut AlignedVec,
     f: impl FnOnce(&ArchivedHeader) -> R,
 ) -> Result<R> {
-    let damaged = |why: &str| Error::Damaged { seq: seq_hint, why: why.to_string() };
-    if bytes.len() < PREFIX + 4 {
-        return Err(damaged("shorter than a record frame"));
-    }
-    let (payload, crc) = bytes.split_at(bytes.len() - 4);
-    if crc32c::crc32c(payload) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
-        return Err(damaged("checksum mismatch"));
-    }
-    let version = u16::from_le_bytes([payload[0], payload[1]]);
-    if version > FORMAT_VERSION {
-        return Err(Error::NewerFormat { found: version, supported: FORMAT_VERSION });
-    }
-    let hlen = u32::from_le_bytes([payload[2], payload[3], payload[4], payload[5]]) as usize;
-    if PREFIX + hlen > payload.len() {
-        return Err(damaged("header length past the end"));
-    }
+    let (payload, hlen) = check_frame(seq_hint, bytes)?;
     buf.clear();
     buf.extend_from_slice(&payload[PREFIX..PREFIX + hlen]);
     let archived = rkyv::access::<ArchivedHeader, rancor::Error>(buf)

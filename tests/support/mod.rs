@@ -111,3 +111,19 @@ pub fn jaeger() -> &'static vworkspace_operator::cluster::jaeger::Jaeger {
         Jaeger::start(&binary, &repo(), &log).unwrap_or_else(|e| panic!("cannot start Jaeger: {e}"))
     })
 }
+
+/// Server-side apply of any object (field manager `test`).
+pub async fn apply(client: &kube::Client, ar: &kube::api::ApiResource, ns: Option<&str>, obj: serde_json::Value) {
+    use kube::api::{DynamicObject, Patch, PatchParams};
+    let api: Api<DynamicObject> = match ns {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, ar),
+        None => Api::all_with(client.clone(), ar),
+    };
+    let name = obj["metadata"]["name"].as_str().expect("a name").to_string();
+    api.patch(&name, &PatchParams::apply("test").force(), &Patch::Apply(&obj)).await.expect("server-side apply");
+}
+
+/// The API resource of a typed kind.
+pub fn ar<K: kube::Resource<DynamicType = ()>>() -> kube::api::ApiResource {
+    kube::api::ApiResource::erase::<K>(&())
+}
