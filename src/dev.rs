@@ -64,7 +64,13 @@ fn kubectl_get_operations(kubeconfig: &Path) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-pub async fn run(opts: Options) -> Result<()> {
+/// What outlives the async runtime: stopped only after every task of the runtime is gone.
+pub struct Processes {
+    _jaeger: Option<Jaeger>,
+    _control_plane: controlplane::ControlPlane,
+}
+
+pub async fn run(opts: Options) -> Result<Processes> {
     eprintln!("dev: building the control plane if needed (first run: several minutes; cached in ~/.cache/vworkspace)");
     let binary = controlplane::build(&opts.repo)?;
     let dir = opts
@@ -126,9 +132,7 @@ pub async fn run(opts: Options) -> Result<()> {
     operator.abort();
     sims.abort();
     app_sim.abort();
-    drop(jaeger);
-    drop(cp);
-    Ok(())
+    Ok(Processes { _jaeger: jaeger, _control_plane: cp })
 }
 
 /// A Helm release record for `release`, in Helm's own format (Secret `sh.helm.release.v1.<r>.v1`,

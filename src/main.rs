@@ -53,7 +53,10 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Dev { once, repo, state_dir } => {
             let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
-            rt.block_on(dev::run(dev::Options { once, repo, state_dir }))?;
+            let processes = rt.block_on(dev::run(dev::Options { once, repo, state_dir }));
+            // Stop every task (watches included) before the control plane goes away.
+            drop(rt);
+            drop(processes?);
         }
     }
     Ok(())
