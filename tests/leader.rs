@@ -15,16 +15,6 @@ use vworkspace_operator::record::ChildKind;
 use vworkspace_operator::sim::controller::api_resource;
 use vworkspace_operator::{leader, run, sim};
 
-async fn phase(ops: &Api<Operation>, name: &str) -> String {
-    ops.get(name)
-        .await
-        .ok()
-        .and_then(|o| o.status)
-        .and_then(|s| s.phase)
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_default()
-}
-
 async fn epochs_of(client: &kube::Client, ns: &str, op: &str) -> Vec<String> {
     let jobs: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &api_resource(ChildKind::Job));
     jobs.list(&ListParams::default().labels(&format!("ops.vworkspace.io/operation={op}")))
@@ -74,12 +64,12 @@ async fn standby_takes_over_under_a_new_epoch() {
     let op = |name: &str| json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation", "metadata": { "name": name, "namespace": ns }, "spec": { "type": "RunCommand", "target": { "name": "shop" } } });
     support::apply(&client, &support::ar::<Operation>(), Some(&ns), op("first")).await;
     for _ in 0..200 {
-        if phase(&ops, "first").await == "Succeeded" {
+        if support::phase(&ops, "first").await == "Succeeded" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(phase(&ops, "first").await, "Succeeded");
+    assert_eq!(support::phase(&ops, "first").await, "Succeeded");
     assert_eq!(epochs_of(&client, &ns, "first").await, ["0"], "created once, by the first leader");
     let holder = leases.get("vworkspace-operator").await.unwrap().spec.unwrap().holder_identity.unwrap();
     assert_eq!(holder, "replica-a");
@@ -103,12 +93,12 @@ async fn standby_takes_over_under_a_new_epoch() {
     assert_eq!(epoch, 1);
     support::apply(&client, &support::ar::<Operation>(), Some(&ns), op("second")).await;
     for _ in 0..200 {
-        if phase(&ops, "second").await == "Succeeded" {
+        if support::phase(&ops, "second").await == "Succeeded" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(phase(&ops, "second").await, "Succeeded");
+    assert_eq!(support::phase(&ops, "second").await, "Succeeded");
     assert_eq!(epochs_of(&client, &ns, "second").await, ["1"], "the new leader's epoch fences its writes");
     assert_eq!(epochs_of(&client, &ns, "first").await, ["0"], "no duplicate after the takeover");
     b.abort();

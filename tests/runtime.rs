@@ -5,11 +5,10 @@ mod support;
 
 use std::time::Duration;
 
-use kube::api::{Api, DynamicObject, ListParams};
+use kube::api::Api;
 use serde_json::json;
 use vworkspace_operator::api::Operation;
 use vworkspace_operator::record::ChildKind;
-use vworkspace_operator::sim::controller::api_resource;
 use vworkspace_operator::{run, sim};
 
 async fn setup(client: &kube::Client, ns: &str) {
@@ -31,14 +30,7 @@ async fn submit(client: &kube::Client, ns: &str, name: &str, scenario: &str) {
 }
 
 async fn phase(client: &kube::Client, ns: &str, name: &str) -> String {
-    let api: Api<Operation> = Api::namespaced(client.clone(), ns);
-    api.get(name)
-        .await
-        .ok()
-        .and_then(|o| o.status)
-        .and_then(|s| s.phase)
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_default()
+    support::phase(&Api::namespaced(client.clone(), ns), name).await
 }
 
 async fn wait_phase(client: &kube::Client, ns: &str, name: &str, want: &str) {
@@ -51,13 +43,8 @@ async fn wait_phase(client: &kube::Client, ns: &str, name: &str, want: &str) {
     panic!("{ns}/{name} never reached {want} (is {})", phase(client, ns, name).await);
 }
 
-async fn jobs_of(client: &kube::Client, ns: &str, uid: &str) -> usize {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &api_resource(ChildKind::Job));
-    api.list(&ListParams::default().labels(&format!("ops.vworkspace.io/operation-uid={uid}")))
-        .await
-        .unwrap()
-        .items
-        .len()
+async fn jobs_of(client: &kube::Client, _ns: &str, uid: &str) -> usize {
+    support::count_children(client, ChildKind::Job, uid).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,23 +24,8 @@ async fn wait_until<F: AsyncFn() -> bool>(what: &str, f: F) {
     panic!("timed out waiting for {what}");
 }
 
-async fn phase(ops: &Api<Operation>, name: &str) -> String {
-    ops.get(name)
-        .await
-        .ok()
-        .and_then(|o| o.status)
-        .and_then(|s| s.phase)
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_default()
-}
-
 async fn count(client: &kube::Client, kind: ChildKind, uid: &str) -> usize {
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &api_resource(kind));
-    api.list(&ListParams::default().labels(&format!("ops.vworkspace.io/operation-uid={uid}")))
-        .await
-        .unwrap()
-        .items
-        .len()
+    support::count_children(client, kind, uid).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,7 +83,7 @@ async fn finalizer_cleanup_real_helm_hooks_and_lost_journal() {
 
     // Helm hook Jobs from the real release record, in weight order (db-check -1, db-migrate 5).
     support::apply(&client, &support::ar::<Operation>(), Some(&ns), op("migrate", "Migration", "succeed")).await;
-    wait_until("the migration", async || phase(&ops, "migrate").await == "Succeeded").await;
+    wait_until("the migration", async || support::phase(&ops, "migrate").await == "Succeeded").await;
     let st = ops.get("migrate").await.unwrap().status.unwrap();
     assert_eq!(st.outputs.get("hooks").map(String::as_str), Some("2"));
     assert_eq!(st.outputs.get("helmReleaseRecord").map(String::as_str), Some("sh.helm.release.v1.hooked.v1"));
@@ -124,7 +109,7 @@ async fn finalizer_cleanup_real_helm_hooks_and_lost_journal() {
 
     // A Velero child in Velero's namespace is removed through the finalizer on deletion.
     support::apply(&client, &support::ar::<Operation>(), Some(&ns), op("backup", "Backup", "slow")).await;
-    wait_until("the backup to run", async || phase(&ops, "backup").await == "Running").await;
+    wait_until("the backup to run", async || support::phase(&ops, "backup").await == "Running").await;
     let uid = ops.get("backup").await.unwrap().metadata.uid.unwrap();
     assert_eq!(count(&client, ChildKind::VeleroBackup, &uid).await, 1);
     assert!(
@@ -142,16 +127,16 @@ async fn finalizer_cleanup_real_helm_hooks_and_lost_journal() {
 
     // The journal is lost: a new operator converges from the cluster alone, without duplicates.
     support::apply(&client, &support::ar::<Operation>(), Some(&ns), op("late", "Backup", "slow")).await;
-    wait_until("the second backup to run", async || phase(&ops, "late").await == "Running").await;
+    wait_until("the second backup to run", async || support::phase(&ops, "late").await == "Running").await;
     operator.abort();
     let _ = operator.await;
     let fresh = tempfile::tempdir().unwrap();
     let opts = run::Options { journal: Some(fresh.path().join("j")), ..opts };
     let operator = tokio::spawn(run::run(client.clone(), opts));
-    wait_until("the second backup to finish", async || phase(&ops, "late").await == "Succeeded").await;
+    wait_until("the second backup to finish", async || support::phase(&ops, "late").await == "Succeeded").await;
     let late_uid = ops.get("late").await.unwrap().metadata.uid.unwrap();
     assert_eq!(count(&client, ChildKind::VeleroBackup, &late_uid).await, 1, "no duplicate after losing the journal");
-    assert_eq!(phase(&ops, "migrate").await, "Succeeded", "terminal outcomes stand");
+    assert_eq!(support::phase(&ops, "migrate").await, "Succeeded", "terminal outcomes stand");
     operator.abort();
     sims.abort();
     apps.abort();

@@ -1,5 +1,5 @@
 //! PURE. `step(state, record) -> commands`: the one place where the operator decides anything.
-//! No clock (time is `record.at`), no I/O, no randomness, no HashMap iteration.
+//! No clock (time is `record.at`), no I/O, no randomness, no unordered-map iteration.
 
 pub mod conditions;
 pub mod observe;

@@ -127,3 +127,23 @@ pub async fn apply(client: &kube::Client, ar: &kube::api::ApiResource, ns: Optio
 pub fn ar<K: kube::Resource<DynamicType = ()>>() -> kube::api::ApiResource {
     kube::api::ApiResource::erase::<K>(&())
 }
+
+/// An Operation's `status.phase`, or empty while it has none.
+pub async fn phase(ops: &Api<vworkspace_operator::api::Operation>, name: &str) -> String {
+    ops.get(name)
+        .await
+        .ok()
+        .and_then(|o| o.status)
+        .and_then(|s| s.phase)
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default()
+}
+
+/// Children of an Operation of one kind, counted by the UID label across all namespaces.
+pub async fn count_children(client: &kube::Client, kind: vworkspace_operator::record::ChildKind, uid: &str) -> usize {
+    use kube::api::{DynamicObject, ListParams};
+    let ar = vworkspace_operator::sim::controller::api_resource(kind);
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    let selector = format!("ops.vworkspace.io/operation-uid={uid}");
+    api.list(&ListParams::default().labels(&selector)).await.map(|l| l.items.len()).unwrap_or(0)
+}
