@@ -1,0 +1,117 @@
+//! SIGKILL the operator process mid-flight, for every engine, then start it again on the same
+//! journal: every Operation reaches its outcome and no child is created twice.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use kube::api::Api;
+use serde_json::json;
+use vworkspace_operator::api::{ApplicationInstance, Operation, OperationTemplate};
+use vworkspace_operator::record::ChildKind;
+use vworkspace_operator::sim;
+
+fn operator(journal: &std::path::Path, log: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_vworkspace-operator"))
+        .args(["run", "--no-leader-elect", "--journal"])
+        .arg(journal)
+        .env("KUBECONFIG", support::kubeconfig())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap()))
+        .spawn()
+        .expect("start the operator binary")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_flight_for_every_engine() {
+    let client = support::client("admin").await;
+    let ns = support::namespace("kill").await;
+    let velero_ns = support::namespace("velero").await;
+    let templates = [
+        ("velero", json!({ "types": ["Backup"], "engine": "velero", "velero": { "namespace": velero_ns } })),
+        ("argo", json!({ "types": ["Runbook"], "engine": "argoWorkflow", "argo": { "workflowTemplateRef": "t" } })),
+        ("job", json!({ "types": ["RunCommand"], "engine": "job", "job": { "image": "busybox:1.36" } })),
+        ("volsync", json!({ "types": ["Restore"], "engine": "volSync" })),
+    ];
+    for (name, spec) in templates {
+        let mut spec = spec;
+        spec["namespaces"] = json!([ns]);
+        spec["preconditions"] = json!({ "exclusive": false });
+        support::apply(&client, &support::ar::<OperationTemplate>(), None,
+            json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "OperationTemplate", "metadata": { "name": format!("{name}-{ns}") }, "spec": spec })).await;
+    }
+    support::apply(&client, &support::ar::<OperationTemplate>(), None, json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "OperationTemplate",
+        "metadata": { "name": format!("snap-{ns}") }, "spec": { "types": ["Backup"], "engine": "csiSnapshot", "namespaces": [ns], "preconditions": { "exclusive": false } } })).await;
+    support::apply(&client, &support::ar::<ApplicationInstance>(), Some(&ns), json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
+        "metadata": { "name": "shop", "namespace": ns, "annotations": { "ops.vworkspace.io/backup": "velero,csiSnapshot", "ops.vworkspace.io/runbook": "argoWorkflow",
+            "ops.vworkspace.io/run-command": "job", "ops.vworkspace.io/restore": "volSync" } },
+        "spec": { "chart": { "name": "shop", "version": "1.0.0" } } })).await;
+    let sims =
+        tokio::spawn(sim::run(client.clone(), sim::Options { tick: Duration::from_millis(400), instant: false }));
+    let apps = tokio::spawn(sim::app::run(client.clone(), Duration::from_millis(150)));
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, log) = (dir.path().join("journal"), dir.path().join("operator.log"));
+    let cases = [
+        ("k-velero", "Backup", Some("velero"), json!({}), ChildKind::VeleroBackup),
+        ("k-argo", "Runbook", None, json!({}), ChildKind::Workflow),
+        ("k-job", "RunCommand", None, json!({}), ChildKind::Job),
+        ("k-snap", "Backup", Some("csiSnapshot"), json!({ "pvc": "data" }), ChildKind::VolumeSnapshot),
+        ("k-volsync", "Restore", Some("volSync"), json!({ "pvc": "data" }), ChildKind::ReplicationDestination),
+    ];
+    let mut op = operator(&journal, &log);
+    for (name, ty, engine, params, _) in &cases {
+        let mut spec = json!({ "type": ty, "target": { "name": "shop" }, "parameters": params });
+        if let Some(e) = engine {
+            spec["engine"] = json!(e);
+        }
+        support::apply(&client, &support::ar::<Operation>(), Some(&ns), json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation",
+            "metadata": { "name": name, "namespace": ns, "annotations": { "sim.vworkspace.io/scenario": "slow" } }, "spec": spec })).await;
+    }
+    let ops: Api<Operation> = Api::namespaced(client.clone(), &ns);
+    // Kill while at least one is Running and none has finished, then twice more while they run.
+    for round in 0..3 {
+        for _ in 0..300 {
+            let mut running = 0;
+            for (name, ..) in &cases {
+                if support::phase(&ops, name).await == "Running" {
+                    running += 1;
+                }
+            }
+            if running >= 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(150 * round)).await;
+        op.kill().unwrap(); // SIGKILL
+        op.wait().unwrap();
+        op = operator(&journal, &log);
+    }
+    for (name, ..) in &cases {
+        for _ in 0..400 {
+            if support::phase(&ops, name).await == "Succeeded" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let mut failures = Vec::new();
+    for (name, _, _, _, kind) in &cases {
+        let phase = support::phase(&ops, name).await;
+        let uid = ops.get(name).await.unwrap().metadata.uid.unwrap();
+        let n = support::count_children(&client, *kind, &uid).await;
+        if phase != "Succeeded" || n != 1 {
+            failures.push(format!("{name}: phase {phase}, {n} children"));
+        }
+    }
+    op.kill().unwrap();
+    let _ = op.wait();
+    sims.abort();
+    apps.abort();
+    assert!(
+        failures.is_empty(),
+        "{failures:?}\noperator log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default().lines().rev().take(30).collect::<Vec<_>>().join("\n")
+    );
+}
