@@ -48,40 +48,35 @@ fn observed(resource: ResourceKind, event: WatchEvent, object: Option<Value>) ->
 /// Streams one kind's watch events into `tx` until the receiver is gone.
 pub async fn watch_kind(client: kube::Client, kind: ResourceKind, tx: UnboundedSender<RecordBody>) {
     let (ar, cfg) = resource_of(kind);
-    let to_value = |o: &DynamicObject| serde_json::to_value(o).unwrap_or(Value::Null);
     if kind == ResourceKind::Secret {
         // Metadata only: values never reach the operator, let alone the journal.
         let api: Api<PartialObjectMeta<k8s_openapi::api::core::v1::Secret>> = Api::all(client);
-        let mut stream = watcher(api, cfg).boxed();
-        while let Some(ev) = stream.next().await {
-            let meta_only = |m: PartialObjectMeta<k8s_openapi::api::core::v1::Secret>| json!({ "apiVersion": "v1", "kind": "Secret", "metadata": serde_json::to_value(&m.metadata).unwrap_or(Value::Null) });
-            let body = match ev {
-                Ok(watcher::Event::Init) => observed(kind, WatchEvent::Init, None),
-                Ok(watcher::Event::InitApply(m)) => observed(kind, WatchEvent::InitApply, Some(meta_only(m))),
-                Ok(watcher::Event::InitDone) => observed(kind, WatchEvent::InitDone, None),
-                Ok(watcher::Event::Apply(m)) => observed(kind, WatchEvent::Apply, Some(meta_only(m))),
-                Ok(watcher::Event::Delete(m)) => observed(kind, WatchEvent::Delete, Some(meta_only(m))),
-                Err(e) => {
-                    tracing::warn!(kind = kind.name(), error = %e, "watch error; the watcher retries");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
-            };
-            if tx.send(body).is_err() {
-                return;
-            }
-        }
-        return;
+        let meta_only = |m: PartialObjectMeta<k8s_openapi::api::core::v1::Secret>| json!({ "apiVersion": "v1", "kind": "Secret", "metadata": serde_json::to_value(&m.metadata).unwrap_or(Value::Null) });
+        forward(api, cfg, kind, tx, meta_only).await;
+    } else {
+        let api: Api<DynamicObject> = Api::all_with(client, &ar);
+        forward(api, cfg, kind, tx, |o: DynamicObject| serde_json::to_value(&o).unwrap_or(Value::Null)).await;
     }
-    let api: Api<DynamicObject> = Api::all_with(client, &ar);
+}
+
+/// Turns one watch stream into records; `to_value` gives the object as it is journaled.
+async fn forward<K>(
+    api: Api<K>,
+    cfg: watcher::Config,
+    kind: ResourceKind,
+    tx: UnboundedSender<RecordBody>,
+    to_value: impl Fn(K) -> Value,
+) where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
     let mut stream = watcher(api, cfg).boxed();
     while let Some(ev) = stream.next().await {
         let body = match ev {
             Ok(watcher::Event::Init) => observed(kind, WatchEvent::Init, None),
-            Ok(watcher::Event::InitApply(o)) => observed(kind, WatchEvent::InitApply, Some(to_value(&o))),
+            Ok(watcher::Event::InitApply(o)) => observed(kind, WatchEvent::InitApply, Some(to_value(o))),
             Ok(watcher::Event::InitDone) => observed(kind, WatchEvent::InitDone, None),
-            Ok(watcher::Event::Apply(o)) => observed(kind, WatchEvent::Apply, Some(to_value(&o))),
-            Ok(watcher::Event::Delete(o)) => observed(kind, WatchEvent::Delete, Some(to_value(&o))),
+            Ok(watcher::Event::Apply(o)) => observed(kind, WatchEvent::Apply, Some(to_value(o))),
+            Ok(watcher::Event::Delete(o)) => observed(kind, WatchEvent::Delete, Some(to_value(o))),
             Err(e) => {
                 // The watcher relists by itself (410 Gone included); back off a little.
                 tracing::warn!(kind = kind.name(), error = %e, "watch error; the watcher retries");

@@ -2,7 +2,6 @@
 //! before it is folded (write-ahead); commands go to the effector, whose outcomes come back as
 //! records; timers fire as records. The fold is the only place that decides.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -221,9 +220,4 @@ fn route(cmd: Command, cmd_tx: &UnboundedSender<Command>, tx: &UnboundedSender<R
         return;
     }
     let _ = cmd_tx.send(cmd);
-}
-
-/// Kinds the operator watches (for tests and docs).
-pub fn watched_kinds() -> BTreeSet<crate::record::ResourceKind> {
-    crate::record::ResourceKind::ALL.into_iter().collect()
 }

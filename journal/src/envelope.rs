@@ -122,18 +122,7 @@ fn frame_header(header: &Header, body: &[u8]) -> Result<Vec<u8>> {
 }
 
 pub fn encode(seq: u64, e: &NewEntry) -> Result<Vec<u8>> {
-    let json = serde_json::to_vec(&e.body).map_err(|err| Error::Encode(err.to_string()))?;
-    let header = Header {
-        version: FORMAT_VERSION,
-        seq,
-        recorded_at_micros: e.recorded_at_micros,
-        kind: e.kind,
-        event: e.event,
-        op_key: e.op_key.clone(),
-        resource: e.resource.clone(),
-        body_len: 0,
-    };
-    encode_entry(&Entry { header, body: json })
+    frame(seq, e, &compress_body(&e.body)?)
 }
 
 /// Re-encodes a decoded record exactly (same seq, header and body), for import.
@@ -206,20 +195,6 @@ pub fn with_header<R>(
     Ok(f(archived))
 }
 
-/// Header fields a reader needs, straight from the archived bytes (no allocation).
-pub fn peek_seq_and_kind(seq_hint: u64, bytes: &[u8]) -> Result<(u64, EntryKind)> {
-    let (h, _) = split(seq_hint, bytes)?;
-    let a = rkyv::access::<ArchivedHeader, rancor::Error>(&h)
-        .map_err(|e| Error::Damaged { seq: seq_hint, why: format!("header does not validate: {e}") })?;
-    let kind = match a.kind {
-        ArchivedEntryKind::Observed => EntryKind::Observed,
-        ArchivedEntryKind::Outcome => EntryKind::Outcome,
-        ArchivedEntryKind::Timer => EntryKind::Timer,
-        ArchivedEntryKind::Discovery => EntryKind::Discovery,
-    };
-    Ok((a.seq.to_native(), kind))
-}
-
 pub fn decode(seq_hint: u64, bytes: &[u8]) -> Result<Entry> {
     let header = decode_header(seq_hint, bytes)?;
     let (_, body) = split(seq_hint, bytes)?;
@@ -263,7 +238,6 @@ mod tests {
         assert_eq!(e.header.seq, 7);
         assert_eq!(e.header.resource.resource_version, "42");
         assert_eq!(e.json().unwrap(), serde_json::json!({ "hello": "world" }));
-        assert_eq!(peek_seq_and_kind(7, &bytes).unwrap(), (7, EntryKind::Observed));
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x40;
