@@ -28,6 +28,10 @@ pub enum Action {
         namespace: String,
         name: String,
         step: u32,
+        /// Env values are `<redacted>` here, as in the journal; the effector fills them from
+        /// this source when it creates the child.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        env_from: Option<EnvSource>,
         manifest: serde_json::Value,
     },
     /// Delete a child (cancel, cleanup). NotFound counts as done.
@@ -99,6 +103,16 @@ impl Action {
     }
 }
 
+/// Where the effector reads the env values that redaction kept out of the journal and the fold.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "from", rename_all = "camelCase")]
+pub enum EnvSource {
+    /// `spec.parameters.env` of the live Operation (its UID must still match).
+    OperationParameters,
+    /// The hook's manifest in this Helm release record (a Secret in the Operation's namespace).
+    HelmHook { release_secret: String, hook: String },
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventType {
     Normal,
@@ -114,4 +128,7 @@ pub struct HelmHook {
     pub weight: i64,
     pub events: Vec<String>,
     pub manifest: serde_json::Value,
+    /// The release record it was read from (set by the fold from the outcome).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub release_secret: String,
 }

@@ -48,7 +48,9 @@ impl Harness {
         Self { now: epoch(), deliver_child_events: true, echo_status: true, ..Default::default() }
     }
 
-    pub fn record(&mut self, body: RecordBody) -> Vec<Command> {
+    /// Folds one record, redacted first as the runtime does.
+    pub fn record(&mut self, mut body: RecordBody) -> Vec<Command> {
+        body.redact();
         self.seq += 1;
         let rec = Record { seq: self.seq, at: self.now, body };
         let cmds = fold::step(&mut self.state, &rec);
@@ -403,21 +405,7 @@ impl Harness {
     }
 }
 
-/// JSON merge patch (RFC 7386).
-pub fn merge(target: &mut Value, patch: &Value) {
-    match (target.as_object_mut(), patch.as_object()) {
-        (Some(t), Some(p)) => {
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(k);
-                } else {
-                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        _ => *target = patch.clone(),
-    }
-}
+pub use crate::json::merge;
 
 /// Re-folds a journal into a fresh state and returns every command: replay in miniature.
 pub fn replay(journal: &[Record]) -> (State, Vec<Command>) {

@@ -32,8 +32,33 @@ impl Options {
     }
 }
 
-/// `Some(epoch)` while this process leads.
-pub type Leadership = watch::Receiver<Option<u64>>;
+/// One leadership term: the fencing epoch, and the instant until which acting is safe (the
+/// renew deadline after the last successful renewal, which ends before anyone else may take
+/// the lease).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Term {
+    pub epoch: u64,
+    pub valid_until: tokio::time::Instant,
+}
+
+impl Term {
+    /// Acting alone (no election): epoch 0, never expires.
+    pub fn sole() -> Self {
+        Self { epoch: 0, valid_until: tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 86_400) }
+    }
+
+    pub fn valid(&self) -> bool {
+        tokio::time::Instant::now() < self.valid_until
+    }
+}
+
+/// `Some(term)` while this process leads; refreshed on every renewal.
+pub type Leadership = watch::Receiver<Option<Term>>;
+
+/// The current term, if it is still valid.
+pub fn current(l: &Leadership) -> Option<Term> {
+    (*l.borrow()).filter(Term::valid)
+}
 
 fn lease_body(o: &Options, epoch: u64, acquire: Option<&str>, rv: Option<String>) -> Lease {
     let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
@@ -88,13 +113,14 @@ async fn try_hold(api: &Api<Lease>, o: &Options) -> Result<Option<u64>, kube::Er
 /// Runs the election until the sender is dropped. Renews every third of the lease duration and
 /// gives up leadership when two thirds pass without a successful renewal.
 pub fn spawn(client: kube::Client, o: Options) -> Leadership {
-    let (tx, rx) = watch::channel(None);
+    let (tx, rx) = watch::channel::<Option<Term>>(None);
     tokio::spawn(async move {
         let api: Api<Lease> = Api::namespaced(client, &o.namespace);
         let renew_every = o.lease_duration / 3;
         let renew_deadline = o.lease_duration * 2 / 3;
         let mut last_ok = tokio::time::Instant::now();
         loop {
+            let started = tokio::time::Instant::now();
             // A hung API call must not keep us "leading" past the renew deadline.
             let attempt = match tokio::time::timeout(renew_every, try_hold(&api, &o)).await {
                 Ok(r) => r,
@@ -102,11 +128,13 @@ pub fn spawn(client: kube::Client, o: Options) -> Leadership {
             };
             match attempt {
                 Ok(Some(epoch)) => {
-                    last_ok = tokio::time::Instant::now();
-                    if *tx.borrow() != Some(epoch) {
+                    // Measured from before the request: the server may have renewed at any
+                    // point during it.
+                    last_ok = started;
+                    if tx.borrow().map(|t| t.epoch) != Some(epoch) {
                         tracing::info!(identity = %o.identity, epoch, "leading");
-                        let _ = tx.send(Some(epoch));
                     }
+                    tx.send_replace(Some(Term { epoch, valid_until: started + renew_deadline }));
                 }
                 Ok(None) => {
                     if tx.borrow().is_some() {

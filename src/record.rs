@@ -31,6 +31,25 @@ pub enum RecordBody {
     Restart,
 }
 
+impl RecordBody {
+    /// Applies the journal's redaction (DESIGN §4) before the record is folded as well as before
+    /// it is written, so the fold sees exactly what a replay will see. Values the effector needs
+    /// (env) are filled back from the live source when it runs (`command::EnvSource`).
+    pub fn redact(&mut self) {
+        match self {
+            RecordBody::Observed(o) => {
+                if let Some(obj) = o.object.as_mut() {
+                    vworkspace_journal::redact::redact(obj);
+                }
+            }
+            RecordBody::Outcome(Outcome { data: OutcomeData::HelmHooks { hooks, .. }, .. }) => {
+                hooks.iter_mut().for_each(|h| vworkspace_journal::redact::redact(&mut h.manifest))
+            }
+            _ => {}
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Observed {

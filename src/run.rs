@@ -11,6 +11,7 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use vworkspace_journal::{Journal, SledJournal};
 
 use crate::command::{Action, Command};
+use crate::dispatch::{self, Limits};
 use crate::effector::Effector;
 use crate::fold::{self, State};
 use crate::journal_codec;
@@ -39,6 +40,8 @@ pub struct Options {
     pub rediscover: Duration,
     /// Lease-based leadership; `None` acts alone (dev, single-replica tests).
     pub leader: Option<crate::leader::Options>,
+    /// Effector concurrency, rate limit and backoff.
+    pub limits: Limits,
 }
 
 impl Default for Options {
@@ -49,6 +52,7 @@ impl Default for Options {
             retain: 50_000,
             rediscover: Duration::from_secs(15),
             leader: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -93,9 +97,10 @@ pub async fn run(client: kube::Client, opts: Options) -> Result<()> {
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel::<Command>();
     let leadership = match &opts.leader {
         Some(l) => crate::leader::spawn(client.clone(), l.clone()),
-        None => tokio::sync::watch::channel(Some(0)).1,
+        None => tokio::sync::watch::channel(Some(crate::leader::Term::sole())).1,
     };
-    tokio::spawn(effect_loop(Effector::new(client.clone()), cmd_rx, tx.clone(), leadership.clone()));
+    let effector = Arc::new(Effector::new(client.clone()));
+    tokio::spawn(dispatch::run(effector, cmd_rx, tx.clone(), leadership.clone(), opts.limits.clone()));
     tokio::spawn(crate::ingest::run(client.clone(), tx.clone(), opts.rediscover));
     // Whatever was in flight when the last process stopped (or the last leader) may never have
     // run: each gain of leadership is a Restart record, and the fold re-derives it.
@@ -115,28 +120,6 @@ async fn restart_on_leadership(mut leadership: crate::leader::Leadership, tx: Un
         tokio::select! {
             changed = leadership.changed() => if changed.is_err() { return },
             _ = tx.closed() => return,
-        }
-    }
-}
-
-async fn effect_loop(
-    effector: Effector,
-    mut rx: UnboundedReceiver<Command>,
-    out: UnboundedSender<RecordBody>,
-    leadership: crate::leader::Leadership,
-) {
-    while let Some(cmd) = rx.recv().await {
-        // Only the leader acts; a standby keeps folding so it can take over warm.
-        let Some(epoch) = *leadership.borrow() else {
-            tracing::debug!(command = %cmd.id, "standby: not acting");
-            continue;
-        };
-        let outcome = effector.run(&cmd, epoch).await;
-        if !outcome.result.is_success() {
-            tracing::info!(command = %cmd.id, op = %cmd.op, action = cmd.action.name(), result = ?outcome.result, message = %outcome.message, "effect outcome");
-        }
-        if out.send(RecordBody::Outcome(outcome)).is_err() {
-            return;
         }
     }
 }
@@ -161,7 +144,14 @@ async fn fold_loop(
             }
         }
         let at = Utc::now();
-        let records: Vec<Record> = bodies.into_iter().map(|body| Record { seq: 0, at, body }).collect();
+        // Redacted before folding too: the fold decides on exactly what a replay will read.
+        let records: Vec<Record> = bodies
+            .into_iter()
+            .map(|mut body| {
+                body.redact();
+                Record { seq: 0, at, body }
+            })
+            .collect();
         let records = match &journal {
             Some(j) => {
                 let entries = records.iter().map(journal_codec::to_entry).collect();

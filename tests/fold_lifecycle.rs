@@ -182,7 +182,14 @@ fn job_success_failure_keeps_reason_and_progressing_states() {
     assert_eq!(pod["serviceAccountName"], "runner");
     assert_eq!(pod["automountServiceAccountToken"], false);
     assert_eq!(pod["containers"][0]["args"], json!(["echo hi"]));
-    assert_eq!(pod["containers"][0]["env"], json!([{ "name": "LEVEL", "value": "debug" }]));
+    // The fold never holds env values (nor would a replay): the effector fills them in.
+    assert_eq!(pod["containers"][0]["env"], json!([{ "name": "LEVEL", "value": "<redacted>" }]));
+    let create = h.commands.iter().find_map(|c| match &c.action {
+        vworkspace_operator::command::Action::CreateChild { env_from, .. } => Some(env_from.clone()),
+        _ => None,
+    });
+    assert_eq!(create, Some(Some(vworkspace_operator::command::EnvSource::OperationParameters)));
+    assert!(!serde_json::to_string(&h.journal).unwrap().contains("debug"), "no env value in the records");
     h.set_child_status(k, &ns, &name, json!({ "active": 1 }));
     assert_eq!(cond(&h, "cmd", "Progressing"), ("True".into(), "InProgress".into()));
     h.set_child_status(k, &ns, &name, json!({ "failed": 1, "conditions": [{ "type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit" }] }));
@@ -300,6 +307,7 @@ fn hook(name: &str, weight: i64) -> vworkspace_operator::command::HelmHook {
             "apiVersion": "batch/v1", "kind": "Job", "metadata": { "name": name, "annotations": { "helm.sh/hook": "pre-upgrade" } },
             "spec": { "template": { "spec": { "serviceAccountName": "chart-sa", "containers": [{ "name": "m", "image": "migrate:1" }] } } },
         }),
+        release_secret: String::new(),
     }
 }
 

@@ -4,7 +4,8 @@
 //! - Secret `data` / `stringData`: values replaced, keys kept;
 //! - `metadata.managedFields`: removed;
 //! - the `kubectl.kubernetes.io/last-applied-configuration` annotation: removed;
-//! - `env[].value` in pod templates (Jobs, Workflows, anything with containers): replaced.
+//! - `env[].value` in pod templates (Jobs, Workflows, anything with containers): replaced;
+//! - an Operation's `spec.parameters.env` values (they become a Job's env): replaced, names kept.
 
 use serde_json::Value;
 
@@ -22,6 +23,13 @@ pub fn redact(v: &mut Value) {
                             *val = Value::String(REDACTED.into());
                         }
                     }
+                }
+            }
+            if map.get("kind").and_then(Value::as_str) == Some("Operation")
+                && let Some(Value::Object(env)) = map.get_mut("spec").and_then(|s| s.pointer_mut("/parameters/env"))
+            {
+                for val in env.values_mut() {
+                    *val = Value::String(REDACTED.into());
                 }
             }
             if let Some(Value::Object(meta)) = map.get_mut("metadata") {
@@ -71,5 +79,14 @@ mod tests {
         let env = &v["manifest"]["spec"]["template"]["spec"]["containers"][0]["env"];
         assert_eq!(env[0]["value"], REDACTED);
         assert_eq!(env[1]["valueFrom"]["secretKeyRef"]["key"], "password", "references stay");
+    }
+
+    #[test]
+    fn operation_env_parameters_keep_names_only() {
+        let mut v = json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation", "metadata": { "name": "cmd" },
+            "spec": { "type": "RunCommand", "parameters": { "args": ["migrate"], "env": { "DB_PASSWORD": "hunter2" } } } });
+        redact(&mut v);
+        assert_eq!(v["spec"]["parameters"]["env"], json!({ "DB_PASSWORD": REDACTED }));
+        assert_eq!(v["spec"]["parameters"]["args"], json!(["migrate"]), "other parameters stay");
     }
 }

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::{ChildSpec, Invalid, OpContext, job, naming};
-use crate::command::HelmHook;
+use crate::command::{EnvSource, HelmHook};
 use crate::record::ChildKind;
 
 const PARAMS: &[&str] = &["event"];
@@ -64,8 +64,15 @@ pub fn build(ctx: &OpContext<'_>, step: u32, hook: &HelmHook) -> Result<ChildSpe
             spec["template"]["metadata"] = json!({ "labels": Value::Object(ctx.child_labels(step)) });
         }
     }
+    // As for RunCommand: env values are filled by the effector from the release record.
+    vworkspace_journal::redact::redact(&mut spec);
+    let has_env = spec.to_string().contains(vworkspace_journal::redact::REDACTED);
     let mut child = ChildSpec::new(ChildKind::Job, ctx.namespace, name, meta, spec);
     child.manifest["metadata"]["annotations"]["ops.vworkspace.io/helm-hook"] = json!(hook.name);
+    if has_env {
+        child.env_from =
+            Some(EnvSource::HelmHook { release_secret: hook.release_secret.clone(), hook: hook.name.clone() });
+    }
     Ok(child)
 }
 
@@ -84,6 +91,7 @@ mod tests {
             weight,
             events: vec![],
             manifest: json!({}),
+            release_secret: String::new(),
         };
         let mut hooks = vec![h("b", 0), h("a", 5), h("a", 0), h("z", -1)];
         sort_hooks(&mut hooks);

@@ -3,7 +3,10 @@
 use serde_json::{Map, Value, json};
 
 use super::{ChildSpec, Invalid, Mapped, OpContext, Verdict, int_at, naming, str_at};
+use vworkspace_journal::redact::REDACTED;
+
 use crate::api::{EngineStatus, Progress, reason};
+use crate::command::EnvSource;
 use crate::record::ChildKind;
 
 const PARAMS: &[&str] = &["args", "env"];
@@ -79,7 +82,11 @@ pub fn build(ctx: &OpContext<'_>, step: u32) -> Result<ChildSpec, Invalid> {
     if !args.is_empty() {
         container.insert("args".into(), json!(args));
     }
-    let env = env_vars(ctx)?;
+    // Values stay out of commands (and so out of journals and replays): the effector fills them
+    // from the live Operation when it creates the Job.
+    let mut env = env_vars(ctx)?;
+    env.iter_mut().for_each(|e| e["value"] = json!(REDACTED));
+    let env_from = (!env.is_empty()).then_some(EnvSource::OperationParameters);
     if !env.is_empty() {
         container.insert("env".into(), json!(env));
     }
@@ -96,7 +103,9 @@ pub fn build(ctx: &OpContext<'_>, step: u32) -> Result<ChildSpec, Invalid> {
             "spec": Value::Object(pod_spec(ctx, json!([Value::Object(container)]))),
         }),
     );
-    Ok(ChildSpec::new(ChildKind::Job, ctx.namespace, name, meta, Value::Object(spec)))
+    let mut child = ChildSpec::new(ChildKind::Job, ctx.namespace, name, meta, Value::Object(spec));
+    child.env_from = env_from;
+    Ok(child)
 }
 
 fn condition<'a>(obj: &'a Value, ty: &str) -> Option<&'a Value> {

@@ -245,6 +245,7 @@ pub struct ChildSpec {
     pub namespace: String,
     pub name: String,
     pub manifest: Value,
+    pub env_from: Option<crate::command::EnvSource>,
 }
 
 impl ChildSpec {
@@ -255,7 +256,7 @@ impl ChildSpec {
             "metadata": metadata,
             "spec": spec,
         });
-        Self { kind, namespace: namespace.to_string(), name, manifest }
+        Self { kind, namespace: namespace.to_string(), name, manifest, env_from: None }
     }
 }
 

@@ -47,6 +47,7 @@ pub(crate) fn apply(op: &mut OpState, o: &Outcome, now: DateTime<Utc>, out: &mut
         Pending::LoadHooks => match (&o.result, &o.data) {
             (R::Ok, OutcomeData::HelmHooks { release_secret, hooks }) => {
                 let mut hooks = hooks.clone();
+                hooks.iter_mut().for_each(|h| h.release_secret = release_secret.clone());
                 helm_hook::sort_hooks(&mut hooks);
                 op.outputs.insert("helmReleaseRecord".into(), release_secret.clone());
                 op.outputs.insert("hooks".into(), hooks.len().to_string());

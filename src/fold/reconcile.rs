@@ -413,6 +413,7 @@ fn drive(op: &mut OpState, kind: EngineKind, env: &Env<'_>, out: &mut Vec<Comman
                             namespace: c.namespace,
                             name: c.name,
                             step: i,
+                            env_from: c.env_from,
                             manifest: c.manifest,
                         };
                         op.emit(action, Some(Pending::Create { step: i }), out);
@@ -540,6 +541,7 @@ fn current_child(op: &OpState) -> Option<ChildSpec> {
         namespace: s.namespace.clone(),
         name: s.name.clone(),
         manifest: Value::Null,
+        env_from: None,
     })
 }
 

@@ -1,0 +1,262 @@
+//! Commands → API calls. One call here is one attempt; `dispatch` decides when to attempt and
+//! when to retry. Idempotent: creates use deterministic names and count AlreadyExists as done
+//! when the object carries this Operation's UID; deletes count NotFound as done. Every write to
+//! a child or a target carries the lease epoch annotation (the fencing token).
+
+mod fill;
+pub mod helm;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType as KubeEventType, Recorder, Reporter};
+use serde_json::{Value, json};
+
+use crate::api::{FIELD_MANAGER, FINALIZER, LABEL_OPERATION_UID};
+use crate::command::{Action, Command, EnvSource, EventType};
+use crate::dispatch::Execute;
+use crate::leader::ANNOTATION_EPOCH;
+use crate::record::{ChildKind, OutcomeData, OutcomeResult as R};
+use crate::sim::controller::api_resource;
+
+pub use helm::decode_release_hooks;
+
+/// What one attempt got: data for the fold, or a classified failure with the server's message.
+pub type Done<T = OutcomeData> = Result<T, (R, String)>;
+
+pub struct Effector {
+    client: kube::Client,
+    recorder: Recorder,
+}
+
+fn ops_resource() -> ApiResource {
+    ApiResource::erase::<crate::api::Operation>(&())
+}
+
+pub(crate) fn classify(e: &kube::Error) -> (R, String) {
+    match e {
+        kube::Error::Api(s) => {
+            let r = match s.code {
+                404 => R::NotFound,
+                409 if s.reason == "AlreadyExists" => R::AlreadyExistsForeign,
+                409 => R::Conflict,
+                403 => R::Forbidden,
+                400 | 422 => R::Invalid,
+                _ => R::Error,
+            };
+            (r, s.message.clone())
+        }
+        other => (R::Error, other.to_string()),
+    }
+}
+
+fn epoch_annotation(epoch: u64) -> Value {
+    json!({ "metadata": { "annotations": { ANNOTATION_EPOCH: epoch.to_string() } } })
+}
+
+impl Execute for Effector {
+    async fn execute(&self, cmd: &Command, epoch: u64) -> Done {
+        self.attempt(cmd, epoch).await
+    }
+}
+
+impl Effector {
+    pub fn new(client: kube::Client) -> Self {
+        let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+        Self { recorder: Recorder::new(client.clone(), reporter), client }
+    }
+
+    fn child_api(&self, kind: ChildKind, namespace: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), namespace, &api_resource(kind))
+    }
+
+    fn ops_api(&self, namespace: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), namespace, &ops_resource())
+    }
+
+    async fn attempt(&self, cmd: &Command, epoch: u64) -> Done {
+        let op = &cmd.op;
+        let err = |e: kube::Error| classify(&e);
+        match &cmd.action {
+            Action::CreateChild { kind, namespace, name, manifest, env_from, .. } => {
+                let mut manifest = manifest.clone();
+                if let Some(source) = env_from {
+                    self.fill_env(cmd, source, &mut manifest).await?;
+                }
+                manifest["metadata"]["annotations"][ANNOTATION_EPOCH] = json!(epoch.to_string());
+                self.create(*kind, namespace, name, &cmd.uid, manifest).await
+            }
+            Action::DeleteChild { kind, namespace, name } => self
+                .child_api(*kind, namespace)
+                .delete(name, &DeleteParams::background())
+                .await
+                .map(|_| OutcomeData::None)
+                .map_err(err),
+            Action::PatchChild { kind, namespace, name, patch } => {
+                let mut patch = patch.clone();
+                crate::json::merge(&mut patch, &epoch_annotation(epoch));
+                self.child_api(*kind, namespace)
+                    .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map(|_| OutcomeData::None)
+                    .map_err(err)
+            }
+            Action::PatchStatus { status } => {
+                let body = json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation", "status": status });
+                self.ops_api(&op.namespace)
+                    .patch_status(&op.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+                    .await
+                    .map(|_| OutcomeData::None)
+                    .map_err(err)
+            }
+            Action::EmitEvent { event_type, reason, note, action } => {
+                let reference = ObjectReference {
+                    api_version: Some("ops.vworkspace.io/v1alpha1".into()),
+                    kind: Some("Operation".into()),
+                    namespace: Some(op.namespace.clone()),
+                    name: Some(op.name.clone()),
+                    uid: Some(cmd.uid.clone()),
+                    ..Default::default()
+                };
+                let ev = Event {
+                    type_: if *event_type == EventType::Warning {
+                        KubeEventType::Warning
+                    } else {
+                        KubeEventType::Normal
+                    },
+                    reason: reason.clone(),
+                    note: Some(note.chars().take(1024).collect()),
+                    action: action.clone(),
+                    secondary: None,
+                };
+                self.recorder.publish(&ev, &reference).await.map(|_| OutcomeData::None).map_err(err)
+            }
+            Action::PatchTargetVersion { target, version, expected_current } => {
+                self.patch_target_version(&op.namespace, target, version, expected_current, epoch).await
+            }
+            Action::LoadHelmHooks { release, event } => {
+                helm::load_hooks(&self.client, &op.namespace, release, event).await
+            }
+            Action::AddFinalizer | Action::RemoveFinalizer => {
+                self.set_finalizer(&op.namespace, &op.name, matches!(cmd.action, Action::AddFinalizer), epoch).await
+            }
+            Action::DeleteOperation => self
+                .ops_api(&op.namespace)
+                .delete(&op.name, &DeleteParams::background())
+                .await
+                .map(|_| OutcomeData::None)
+                .map_err(err),
+            // Timers are armed by the runtime, never sent here.
+            Action::SetTimer { .. } => Ok(OutcomeData::None),
+        }
+    }
+
+    async fn create(&self, kind: ChildKind, namespace: &str, name: &str, uid: &str, manifest: Value) -> Done {
+        let api = self.child_api(kind, namespace);
+        let obj: DynamicObject = serde_json::from_value(manifest).map_err(|e| (R::Invalid, e.to_string()))?;
+        let pp = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+        match api.create(&pp, &obj).await {
+            Ok(_) => Ok(OutcomeData::None),
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                // Ours (an earlier attempt or process created it) or someone else's: never overwrite.
+                let existing = api.get(name).await.map_err(|e| classify(&e))?;
+                let owner = existing.metadata.labels.as_ref().and_then(|l| l.get(LABEL_OPERATION_UID));
+                if owner.map(String::as_str) == Some(uid) {
+                    Err((R::AlreadyExistsOurs, format!("{name} already exists and carries this Operation's UID")))
+                } else {
+                    Err((R::AlreadyExistsForeign, s.message))
+                }
+            }
+            Err(e) => Err(classify(&e)),
+        }
+    }
+
+    /// Puts the env values back that redaction took out, from the live source.
+    async fn fill_env(&self, cmd: &Command, source: &EnvSource, manifest: &mut Value) -> Done<()> {
+        let missing = match source {
+            EnvSource::OperationParameters => {
+                let live = self.ops_api(&cmd.op.namespace).get(&cmd.op.name).await.map_err(|e| classify(&e))?;
+                if live.metadata.uid.as_deref() != Some(cmd.uid.as_str()) {
+                    return Err((R::NotFound, format!("Operation {} was replaced before its Job was created", cmd.op)));
+                }
+                let env: BTreeMap<String, String> = live
+                    .data
+                    .pointer("/spec/parameters/env")
+                    .and_then(Value::as_object)
+                    .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+                    .unwrap_or_default();
+                fill::from_map(manifest, &env)
+            }
+            EnvSource::HelmHook { release_secret, hook } => {
+                let source = helm::hook_manifest(&self.client, &cmd.op.namespace, release_secret, hook).await?;
+                fill::from_manifest(manifest, &source)
+            }
+        };
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err((R::Invalid, format!("env values for {} are no longer in their source", missing.join(", "))))
+        }
+    }
+
+    /// Optimistic concurrency: read, check the guard, write with the resourceVersion read. A guard
+    /// that fails is a definitive Conflict outcome; a lost race (409) is retried by dispatch.
+    async fn patch_target_version(
+        &self,
+        namespace: &str,
+        target: &str,
+        version: &str,
+        expected_current: &str,
+        epoch: u64,
+    ) -> Done {
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            namespace,
+            &ApiResource::erase::<crate::api::ApplicationInstance>(&()),
+        );
+        let current = api.get(target).await.map_err(|e| classify(&e))?;
+        let now = current.data.pointer("/spec/chart/version").and_then(Value::as_str).unwrap_or_default();
+        if now != expected_current {
+            return Err((
+                R::Conflict,
+                format!("spec.chart.version is {now:?}, expected {expected_current:?}: it was changed by someone else"),
+            ));
+        }
+        let mut patch = json!({ "metadata": { "resourceVersion": current.metadata.resource_version },
+            "spec": { "chart": { "version": version } } });
+        crate::json::merge(&mut patch, &epoch_annotation(epoch));
+        match api.patch(target, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(obj) => Ok(OutcomeData::Generation(obj.metadata.generation.unwrap_or(0))),
+            // Lost a race with another writer: transient, the guard is checked again.
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                Err((R::Error, format!("retrying after a write race: {}", s.message)))
+            }
+            Err(e) => Err(classify(&e)),
+        }
+    }
+
+    async fn set_finalizer(&self, namespace: &str, name: &str, add: bool, epoch: u64) -> Done {
+        let api = self.ops_api(namespace);
+        let current = api.get(name).await.map_err(|e| classify(&e))?;
+        let mut fins = current.metadata.finalizers.clone().unwrap_or_default();
+        if add == fins.iter().any(|f| f == FINALIZER) {
+            return Ok(OutcomeData::None);
+        }
+        fins.retain(|f| f != FINALIZER);
+        if add {
+            fins.push(FINALIZER.into());
+        }
+        // The resourceVersion makes this a compare-and-swap; a lost race is retried.
+        let mut patch =
+            json!({ "metadata": { "finalizers": fins, "resourceVersion": current.metadata.resource_version } });
+        crate::json::merge(&mut patch, &epoch_annotation(epoch));
+        match api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => Ok(OutcomeData::None),
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                Err((R::Error, format!("retrying after a write race: {}", s.message)))
+            }
+            Err(e) => Err(classify(&e)),
+        }
+    }
+}
