@@ -157,12 +157,14 @@ async fn answers_are_not_retried() {
         ("forbidden".to_string(), vec![R::Forbidden]),
         ("gone".to_string(), vec![R::NotFound]),
         ("invalid".to_string(), vec![R::Invalid]),
+        ("ours".to_string(), vec![R::AlreadyExistsOurs]),
+        ("taken".to_string(), vec![R::AlreadyExistsForeign]),
     ]);
     let mut r = rig(Script { results, ..Default::default() }, fast());
-    for id in ["conflict", "forbidden", "gone", "invalid"] {
+    for id in ["conflict", "forbidden", "gone", "invalid", "ours", "taken"] {
         r.commands.send(cmd(id, id)).unwrap();
     }
-    let mut got = outcomes(&mut r, 4).await;
+    let mut got = outcomes(&mut r, 6).await;
     got.sort();
     assert_eq!(
         got,
@@ -170,10 +172,12 @@ async fn answers_are_not_retried() {
             ("conflict".into(), R::Conflict),
             ("forbidden".into(), R::Forbidden),
             ("gone".into(), R::NotFound),
-            ("invalid".into(), R::Invalid)
+            ("invalid".into(), R::Invalid),
+            ("ours".into(), R::AlreadyExistsOurs),
+            ("taken".into(), R::AlreadyExistsForeign),
         ]
     );
-    assert_eq!(r.exec.0.lock().unwrap().log.len(), 4, "one attempt each");
+    assert_eq!(r.exec.0.lock().unwrap().log.len(), 6, "one attempt each; each journaled as itself");
 }
 
 #[tokio::test(start_paused = true)]

@@ -9,10 +9,13 @@ use std::time::Duration;
 
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
+use vworkspace_journal::{Journal, SledJournal};
 use vworkspace_operator::api::Operation;
 use vworkspace_operator::record::ChildKind;
 use vworkspace_operator::sim::controller::api_resource;
 use vworkspace_operator::{run, sim};
+
+const SECRET: &str = "t0p-s3cret-value";
 
 struct Case {
     name: &'static str,
@@ -80,7 +83,9 @@ async fn every_type_and_engine_reaches_its_outcome() {
     let caps = json!({ "ops.vworkspace.io/backup": "velero,csiSnapshot,volSync", "ops.vworkspace.io/restore": "velero,volSync",
         "ops.vworkspace.io/runbook": "argoWorkflow", "ops.vworkspace.io/migration": "argoWorkflow,job", "ops.vworkspace.io/run-command": "job,argoWorkflow",
         "ops.vworkspace.io/upgrade": "chartUpgrade" });
-    for (app, scenario) in [("shop", "succeed"), ("broken", "fail")] {
+    for (app, scenario) in
+        [("shop", "succeed"), ("broken", "fail"), ("stuck-a", "never-finish"), ("stuck-b", "never-finish")]
+    {
         let a = json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
             "metadata": { "name": app, "namespace": ns, "annotations": caps.as_object().unwrap().clone().into_iter().chain([("sim.vworkspace.io/scenario".to_string(), json!(scenario))]).collect::<serde_json::Map<_, _>>() },
             "spec": { "chart": { "name": app, "version": "1.0.0" } } });
@@ -158,30 +163,53 @@ async fn every_type_and_engine_reaches_its_outcome() {
             "EngineFailed",
         ),
         case("upgrade-ok", "Upgrade", None, json!({ "version": "1.1.0" }), "succeed", "Succeeded", "Completed"),
-        case(
-            "csi-deadline",
-            "Backup",
-            Some("csiSnapshot"),
-            json!({ "pvc": "data" }),
-            "fail",
-            "Failed",
-            "DeadlineExceeded",
-        ),
-        case("job-deadline", "RunCommand", Some("job"), json!({}), "never-finish", "Failed", "DeadlineExceeded"),
         case("argo-dry-run", "Runbook", None, json!({}), "succeed", "Succeeded", "DryRun"),
         case("velero-dry-run", "Backup", Some("velero"), json!({}), "succeed", "Succeeded", "DryRun"),
     ];
     for c in cases.iter_mut() {
-        if c.name.ends_with("deadline") {
-            c.extra = json!({ "deadlineSeconds": 4 });
-            // At the deadline the child is stopped (deleted): nothing is left running.
-            c.children = 0;
-        }
         if c.name.ends_with("dry-run") {
             c.extra = json!({ "dryRun": true });
             c.children = 0;
         }
     }
+    // Deadline and cancel for every type and engine pair: a child that never finishes.
+    let pairs: [(&'static str, &'static str, &'static str, serde_json::Value); 10] = [
+        ("velero-backup", "Backup", "velero", json!({})),
+        ("velero-restore", "Restore", "velero", json!({ "backupName": "b1" })),
+        ("csi-backup", "Backup", "csiSnapshot", json!({ "pvc": "data" })),
+        ("volsync-backup", "Backup", "volSync", json!({ "pvc": "data" })),
+        ("volsync-restore", "Restore", "volSync", json!({ "pvc": "data" })),
+        ("argo-runbook", "Runbook", "argoWorkflow", json!({})),
+        ("argo-migration", "Migration", "argoWorkflow", json!({})),
+        ("argo-command", "RunCommand", "argoWorkflow", json!({})),
+        ("job-migration", "Migration", "job", json!({})),
+        ("job-command", "RunCommand", "job", json!({})),
+    ];
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let mut cancels = Vec::new();
+    for (prefix, ty, engine, params) in &pairs {
+        // Stopping deletes the child, except Argo's, which is shut down in place.
+        let left = usize::from(*engine == "argoWorkflow");
+        let name = leak(format!("{prefix}-deadline"));
+        let mut d = case(name, ty, Some(engine), params.clone(), "never-finish", "Failed", "DeadlineExceeded");
+        d.extra = json!({ "deadlineSeconds": 4 });
+        d.children = left;
+        cases.push(d);
+        let name = leak(format!("{prefix}-cancel"));
+        let mut c = case(name, ty, Some(engine), params.clone(), "never-finish", "Cancelled", "Cancelled");
+        c.children = left;
+        cancels.push(c);
+    }
+    // CSI: status.error is not terminal; only the deadline ends it.
+    let pvc = json!({ "pvc": "data" });
+    let mut csi_error =
+        case("csi-error-deadline", "Backup", Some("csiSnapshot"), pvc, "fail", "Failed", "DeadlineExceeded");
+    csi_error.extra = json!({ "deadlineSeconds": 4 });
+    csi_error.children = 0;
+    cases.push(csi_error);
+    // RunCommand env values reach the Job, and never the journal.
+    let env = json!({ "env": { "API_TOKEN": SECRET } });
+    cases.push(case("job-command-env", "RunCommand", Some("job"), env, "succeed", "Succeeded", "Completed"));
     let mut upgrade_fail = case(
         "upgrade-fail-rollback",
         "Upgrade",
@@ -221,25 +249,20 @@ async fn every_type_and_engine_reaches_its_outcome() {
     support::apply(&client, &support::ar::<Operation>(), Some(&ns), op_json(&upgrade_ok, "shop")).await;
     support::apply(&client, &support::ar::<Operation>(), Some(&ns), op_json(&upgrade_fail, "broken")).await;
     // Cancel: one that never finishes per engine family, cancelled once it runs.
-    let cancels = [
-        ("cancel-job", "RunCommand", Some("job"), json!({})),
-        ("cancel-argo", "Runbook", None, json!({})),
-        ("cancel-velero", "Backup", Some("velero"), json!({})),
-    ];
-    for (name, ty, engine, params) in &cancels {
-        let c = Case {
-            name,
-            ty,
-            engine: *engine,
-            params: params.clone(),
-            scenario: "never-finish",
-            extra: json!({}),
-            phase: "",
-            reason: "",
-            children: 0,
-        };
-        support::apply(&client, &support::ar::<Operation>(), Some(&ns), op_json(&c, "shop")).await;
+    for c in &cancels {
+        support::apply(&client, &support::ar::<Operation>(), Some(&ns), op_json(c, "shop")).await;
     }
+    // Upgrade: cancel and deadline while the rollout never becomes Ready; both restore the version.
+    let mut upgrade_cancel =
+        case("upgrade-cancel", "Upgrade", None, json!({ "version": "1.3.0" }), "", "Cancelled", "Cancelled");
+    upgrade_cancel.children = 0;
+    let rollback = json!({ "version": "1.3.0", "rollbackOnFailure": true });
+    let mut upgrade_deadline = case("upgrade-deadline", "Upgrade", None, rollback, "", "Failed", "DeadlineExceeded");
+    upgrade_deadline.extra = json!({ "deadlineSeconds": 4 });
+    upgrade_deadline.children = 0;
+    support::apply(&client, &support::ar::<Operation>(), Some(&ns), op_json(&upgrade_cancel, "stuck-a")).await;
+    support::apply(&client, &support::ar::<Operation>(), Some(&ns), op_json(&upgrade_deadline, "stuck-b")).await;
+    cancels.push(upgrade_cancel);
     let ops: Api<Operation> = Api::namespaced(client.clone(), &ns);
     let status = |name: String| {
         let ops = ops.clone();
@@ -255,7 +278,7 @@ async fn every_type_and_engine_reaches_its_outcome() {
             ))
         }
     };
-    for (name, ..) in &cancels {
+    for name in cancels.iter().map(|c| c.name) {
         for _ in 0..200 {
             if status(name.to_string()).await.is_some_and(|s| s.0 == "Running") {
                 break;
@@ -268,8 +291,8 @@ async fn every_type_and_engine_reaches_its_outcome() {
         cases.iter().map(|c| (c.name.to_string(), c.phase, c.reason, c.children)).collect();
     expected.push(("upgrade-ok".into(), "Succeeded", "Completed", 0));
     expected.push(("upgrade-fail-rollback".into(), "Failed", "EngineFailed", 0));
-    for (name, ..) in &cancels {
-        expected.push((name.to_string(), "Cancelled", "Cancelled", usize::MAX));
+    for c in cancels.iter().chain([&upgrade_deadline]) {
+        expected.push((c.name.to_string(), c.phase, c.reason, c.children));
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     let mut pending = expected.clone();
@@ -303,7 +326,36 @@ async fn every_type_and_engine_reaches_its_outcome() {
     let apps_api: Api<vworkspace_operator::api::ApplicationInstance> = Api::namespaced(client.clone(), &ns);
     assert_eq!(apps_api.get("broken").await.unwrap().spec.chart.version, "1.0.0", "rolled back");
     assert_eq!(apps_api.get("shop").await.unwrap().spec.chart.version, "1.1.0");
+    assert_eq!(apps_api.get("stuck-a").await.unwrap().spec.chart.version, "1.0.0", "restored on cancel");
+    assert_eq!(apps_api.get("stuck-b").await.unwrap().spec.chart.version, "1.0.0", "rolled back at the deadline");
+    // Argo children are shut down in place, never left running.
+    let wf: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &api_resource(ChildKind::Workflow));
+    for w in wf.list(&ListParams::default()).await.unwrap() {
+        let name =
+            w.metadata.labels.as_ref().and_then(|l| l.get("ops.vworkspace.io/operation")).cloned().unwrap_or_default();
+        if name.ends_with("-cancel") || name.ends_with("-deadline") {
+            assert_eq!(w.data.pointer("/spec/shutdown").and_then(|v| v.as_str()), Some("Terminate"), "{name}");
+        }
+    }
+    // The env value reached the Job; the journal holds only its name.
+    let jobs: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &api_resource(ChildKind::Job));
+    let job = jobs.list(&ListParams::default().labels("ops.vworkspace.io/operation=job-command-env")).await.unwrap();
+    let env = job.items[0].data.pointer("/spec/template/spec/containers/0/env").cloned();
+    assert_eq!(env, Some(json!([{ "name": "API_TOKEN", "value": SECRET }])));
     operator.abort();
+    let _ = operator.await;
     sims.abort();
     apps.abort();
+    let (j, _) = SledJournal::open(&journal.path().join("j")).unwrap();
+    let mut records = 0;
+    for e in j.read_from(0) {
+        let e = e.unwrap();
+        records += 1;
+        assert!(
+            !String::from_utf8_lossy(&e.body).contains(SECRET),
+            "an env value in the journal at seq {}",
+            e.header.seq
+        );
+    }
+    assert!(records > 100, "the journal was read ({records} records)");
 }

@@ -450,6 +450,21 @@ fn upgrade_cancel_restores_the_version() {
 }
 
 #[test]
+fn upgrade_deadline_rolls_back_only_when_asked() {
+    for (rollback, version) in [(false, "1.2.1"), (true, "1.2.0")] {
+        let mut h = world();
+        let mut op = operation("up", "Upgrade", None, json!({ "version": "1.2.1", "rollbackOnFailure": rollback }));
+        op["spec"]["deadlineSeconds"] = json!(60);
+        submit(&mut h, op);
+        h.advance(60);
+        assert_terminal(&h, "up", "False", "DeadlineExceeded", "Failed");
+        let app = h.get(ResourceKind::ApplicationInstance, NS, "shop").unwrap();
+        assert_eq!(app["spec"]["chart"]["version"], version, "rollbackOnFailure={rollback}");
+        assert_eq!(h.event_reasons("up").contains(&"RollingBack".to_string()), rollback);
+    }
+}
+
+#[test]
 fn deadline_while_blocked_is_deadline_exceeded_not_failed_early() {
     let mut h = world();
     h.apply(ResourceKind::ApplicationInstance, app("shop", Some(false)));

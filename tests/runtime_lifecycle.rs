@@ -7,8 +7,9 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::json;
+use vworkspace_journal::{Journal, SledJournal};
 use vworkspace_operator::api::Operation;
 use vworkspace_operator::record::ChildKind;
 use vworkspace_operator::sim::controller::api_resource;
@@ -106,6 +107,33 @@ async fn finalizer_cleanup_real_helm_hooks_and_lost_journal() {
         hooks,
         [("0".to_string(), "hooked-db-check".to_string()), ("1".to_string(), "hooked-db-migrate".to_string())]
     );
+    // The hook's env value came from the release record at create time; the journal has none.
+    let migrate = jobs
+        .list(&ListParams::default().labels("ops.vworkspace.io/operation=migrate,ops.vworkspace.io/step=1"))
+        .await
+        .unwrap();
+    let env = migrate.items[0].data.pointer("/spec/template/spec/containers/0/env").cloned();
+    assert_eq!(env, Some(json!([{ "name": "MIGRATION_TOKEN", "value": HOOK_ENV }])));
+
+    // Hook Jobs are stopped (deleted) on cancel and at the deadline.
+    let mut stuck = op("hook-deadline", "Migration", "never-finish");
+    stuck["spec"]["deadlineSeconds"] = json!(4);
+    support::apply(&client, &support::ar::<Operation>(), Some(&ns), stuck).await;
+    support::apply(&client, &support::ar::<Operation>(), Some(&ns), op("hook-cancel", "Migration", "never-finish"))
+        .await;
+    wait_until("the hook Job to run", async || support::phase(&ops, "hook-cancel").await == "Running").await;
+    ops.patch("hook-cancel", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "cancel": true } })))
+        .await
+        .unwrap();
+    for (name, phase, reason) in
+        [("hook-cancel", "Cancelled", "Cancelled"), ("hook-deadline", "Failed", "DeadlineExceeded")]
+    {
+        wait_until(name, async || support::phase(&ops, name).await == phase).await;
+        let o = ops.get(name).await.unwrap();
+        let st = o.status.unwrap();
+        assert_eq!(st.conditions.iter().find(|c| c.type_ == "Succeeded").unwrap().reason, reason);
+        assert_eq!(count(&client, ChildKind::Job, &o.metadata.uid.unwrap()).await, 0, "{name}: the Job was deleted");
+    }
 
     // A Velero child in Velero's namespace is removed through the finalizer on deletion.
     support::apply(&client, &support::ar::<Operation>(), Some(&ns), op("backup", "Backup", "slow")).await;
@@ -138,6 +166,20 @@ async fn finalizer_cleanup_real_helm_hooks_and_lost_journal() {
     assert_eq!(count(&client, ChildKind::VeleroBackup, &late_uid).await, 1, "no duplicate after losing the journal");
     assert_eq!(support::phase(&ops, "migrate").await, "Succeeded", "terminal outcomes stand");
     operator.abort();
+    let _ = operator.await;
     sims.abort();
     apps.abort();
+    for dir in [journal.path().join("j"), fresh.path().join("j")] {
+        let (j, _) = SledJournal::open(&dir).unwrap();
+        for e in j.read_from(0) {
+            let e = e.unwrap();
+            assert!(
+                !String::from_utf8_lossy(&e.body).contains(HOOK_ENV),
+                "hook env in the journal at {}",
+                e.header.seq
+            );
+        }
+    }
 }
+
+const HOOK_ENV: &str = "chart-env-value-42";

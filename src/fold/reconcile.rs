@@ -592,6 +592,9 @@ fn start_cancel(op: &mut OpState, kind: EngineKind, now: DateTime<Utc>, out: &mu
 fn deadline_exceeded(op: &mut OpState, kind: Option<EngineKind>, now: DateTime<Utc>, out: &mut Vec<Command>) {
     let secs = op.deadline().map(|d| (d - op.created).num_seconds()).unwrap_or(0);
     let state = if op.started.is_some() { "running" } else { "waiting" };
+    if kind == Some(EngineKind::ChartUpgrade) && upgrade_rollback_on_deadline(op, secs, now, out) {
+        return;
+    }
     op.finish(
         false,
         reason::DEADLINE_EXCEEDED,
@@ -607,6 +610,39 @@ fn deadline_exceeded(op: &mut OpState, kind: Option<EngineKind>, now: DateTime<U
         let step = op.steps.len().saturating_sub(1) as u32;
         op.emit(k.cancel(&child), Some(Pending::Stop { step }), out);
     }
+}
+
+/// A timed-out Upgrade is a failed one: with `rollbackOnFailure`, the chart version goes back
+/// first and the Operation ends when the rollback's outcome arrives. True while that is under way.
+fn upgrade_rollback_on_deadline(op: &mut OpState, secs: i64, now: DateTime<Utc>, out: &mut Vec<Command>) -> bool {
+    let Some(up) = op.upgrade.clone() else { return false };
+    if matches!(up.rollback, RollbackState::Sent { .. }) {
+        return true;
+    }
+    let asked = op
+        .spec
+        .as_ref()
+        .and_then(|s| s.parameters.as_ref())
+        .and_then(|p| p.get("rollbackOnFailure"))
+        .and_then(Value::as_bool)
+        == Some(true);
+    let patched = up.generation.is_some() || op.has_pending(&Pending::PatchTarget { rollback: false });
+    if !asked || !patched {
+        return false;
+    }
+    let message = format!("the deadline of {secs}s passed before the rollout of {} was Ready", up.version);
+    let note = format!("{message}; rolling back to {}", up.previous);
+    op.set(C::Progressing, S::True, reason::ROLLING_BACK, note, now, out);
+    if let Some(u) = op.upgrade.as_mut() {
+        u.rollback = RollbackState::Sent { reason: reason::DEADLINE_EXCEEDED.to_string(), message };
+    }
+    let action = Action::PatchTargetVersion {
+        target: op.target_name().unwrap_or_default().to_string(),
+        version: up.previous,
+        expected_current: up.version,
+    };
+    op.emit(action, Some(Pending::PatchTarget { rollback: true }), out);
+    true
 }
 
 fn after_terminal(op: &mut OpState, env: &Env<'_>, out: &mut Vec<Command>) {

@@ -1,6 +1,6 @@
 //! SIMULATOR for the ApplicationInstance's rollout (Flux is not here): each generation becomes
 //! Ready=True (or, with scenario `fail`, Ready=False from the second generation on) one tick
-//! after it is observed.
+//! after it is observed. With `never-finish`, rollouts after the install are never observed.
 
 use std::time::Duration;
 
@@ -22,8 +22,12 @@ pub async fn run(client: kube::Client, tick: Duration) {
                     continue;
                 }
                 let annotations = app.metadata.annotations.clone().unwrap_or_default();
+                let scenario = annotations.get(SCENARIO_ANNOTATION).map(String::as_str);
+                if scenario == Some("never-finish") && generation > 1 {
+                    continue;
+                }
                 // `fail` fails a rollout: the first generation (the install) is Ready.
-                let fail = annotations.get(SCENARIO_ANNOTATION).map(String::as_str) == Some("fail") && generation > 1;
+                let fail = scenario == Some("fail") && generation > 1;
                 let (Some(ns), Some(name)) = (app.metadata.namespace.clone(), app.metadata.name.clone()) else {
                     continue;
                 };
