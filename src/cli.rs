@@ -34,6 +34,15 @@ pub enum Command {
         /// Name of the Lease in the pod's namespace (`POD_NAMESPACE`, else `default`).
         #[arg(long, default_value = "vworkspace-operator")]
         lease: String,
+        /// Operations whose commands run at the same time.
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        max_concurrent: u32,
+        /// API attempts per second across all Operations (retries included).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        api_qps: u32,
+        /// Attempts allowed above the rate in a burst.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+        api_burst: u32,
     },
     /// Inspect, verify, export or import a journal (a directory or an export file).
     Journal {

@@ -34,7 +34,7 @@ fn main() -> anyhow::Result<()> {
             JournalCommand::Export { dir, file } => journal_cli::export_to(&dir, &file)?,
             JournalCommand::Import { file, dir } => journal_cli::import_from(&file, &dir)?,
         },
-        Command::Run { journal, no_leader_elect, lease } => {
+        Command::Run { journal, no_leader_elect, lease, max_concurrent, api_qps, api_burst } => {
             let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
             rt.block_on(async {
                 let client = kube::Client::try_default()
@@ -46,6 +46,12 @@ fn main() -> anyhow::Result<()> {
                         let ns = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
                         vworkspace_operator::leader::Options::from_env(&ns, &lease)
                     }),
+                    limits: vworkspace_operator::dispatch::Limits {
+                        concurrency: max_concurrent as usize,
+                        rate_per_sec: api_qps,
+                        burst: api_burst,
+                        ..Default::default()
+                    },
                     ..Default::default()
                 };
                 vworkspace_operator::run::run(client, opts).await.context("the operator stopped")

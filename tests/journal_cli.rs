@@ -95,3 +95,14 @@ fn a_folded_run_round_trips_through_journal_export_and_cli() {
     let (ok, _, err) = cli(&["journal", "verify", dir_s]);
     assert!(!ok && err.contains("first bad seq 5"), "{err}");
 }
+
+#[test]
+fn run_rejects_bad_limits_before_touching_anything() {
+    for (flag, value) in
+        [("--max-concurrent", "0"), ("--api-qps", "0"), ("--api-burst", "1e9"), ("--max-concurrent", "lots")]
+    {
+        let (ok, _, err) = cli(&["run", "--journal", "memory", flag, value]);
+        assert!(!ok, "{flag} {value} was accepted");
+        assert!(err.contains(flag) && err.contains("invalid value"), "{flag} {value}: {err}");
+    }
+}
