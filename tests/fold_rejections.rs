@@ -388,6 +388,55 @@ fn missing_secret_blocks_until_created() {
     assert_eq!(h.children_of("uid-o").len(), 1);
 }
 
+fn secret_template(h: &mut vworkspace_operator::harness::Harness) {
+    let schema = json!({ "type": "object", "properties": { "env": { "type": "object",
+        "properties": { "DB_PASSWORD": { "type": "object", "x-vworkspace-secret": true,
+            "properties": { "secretKeyRef": { "type": "object", "properties": { "name": { "enum": ["db-credentials"] } } } } } },
+        "additionalProperties": { "type": "string" } } } });
+    let t = template("job-command", &["RunCommand"], Some("job"), json!({ "job": { "image": "busybox" }, "parametersSchema": schema }));
+    h.apply(ResourceKind::OperationTemplate, t);
+}
+
+#[test]
+fn secret_parameters_reach_the_job_only_as_references() {
+    let mut h = world();
+    secret_template(&mut h);
+    let reference = json!({ "secretKeyRef": { "name": "db-credentials", "key": "password" } });
+    submit(&mut h, operation("o", "RunCommand", None, json!({ "env": { "DB_PASSWORD": reference, "LEVEL": "debug" } })));
+    // The referenced Secret is a precondition.
+    assert_eq!(cond(&h, "o", "PreconditionsMet"), ("False".into(), "MissingSecret".into()));
+    h.apply(
+        ResourceKind::Secret,
+        json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "db-credentials", "namespace": NS } }),
+    );
+    let (k, ns, name) = only_child(&h, "o");
+    let env = &h.get(ResourceKind::Child(k), &ns, &name).unwrap()["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert_eq!(
+        *env,
+        json!([{ "name": "DB_PASSWORD", "valueFrom": { "secretKeyRef": { "name": "db-credentials", "key": "password" } } },
+               { "name": "LEVEL", "value": "<redacted>" }])
+    );
+}
+
+#[test]
+fn secret_parameters_given_as_values_or_unplanned_references_are_rejected() {
+    for (params, want) in [
+        (json!({ "env": { "DB_PASSWORD": "hunter2" } }), "never the value"),
+        (json!({ "env": { "LEVEL": { "secretKeyRef": { "name": "db-credentials", "key": "k" } } } }), "does not mark it secret"),
+        (json!({ "env": { "DB_PASSWORD": { "secretKeyRef": { "name": "other-team", "key": "k" } } } }), "do not match the template's schema"),
+        (json!({ "env": { "DB_PASSWORD": { "secretKeyRef": { "name": "x/y", "key": "k" } } } }), "not a Secret name"),
+    ] {
+        let mut h = world();
+        secret_template(&mut h);
+        submit(&mut h, operation("o", "RunCommand", None, params.clone()));
+        assert_eq!(cond(&h, "o", "Accepted"), ("False".into(), "InvalidParameters".into()), "{params}");
+        let msg = h.status(NS, "o")["message"].as_str().unwrap().to_string();
+        assert!(msg.contains(want), "{params}: {msg}");
+        assert!(!msg.contains("hunter2"), "the value is not echoed: {msg}");
+        assert!(h.children_of("uid-o").is_empty());
+    }
+}
+
 #[test]
 fn foreign_object_with_the_child_name_is_never_overwritten() {
     let mut h = world();

@@ -28,7 +28,8 @@ pub fn redact(v: &mut Value) {
             if map.get("kind").and_then(Value::as_str) == Some("Operation")
                 && let Some(Value::Object(env)) = map.get_mut("spec").and_then(|s| s.pointer_mut("/parameters/env"))
             {
-                for val in env.values_mut() {
+                // Values only: a `secretKeyRef` is a reference, not a secret, and the fold needs it.
+                for val in env.values_mut().filter(|v| v.is_string()) {
                     *val = Value::String(REDACTED.into());
                 }
             }
@@ -84,9 +85,9 @@ mod tests {
     #[test]
     fn operation_env_parameters_keep_names_only() {
         let mut v = json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation", "metadata": { "name": "cmd" },
-            "spec": { "type": "RunCommand", "parameters": { "args": ["migrate"], "env": { "DB_PASSWORD": "hunter2" } } } });
+            "spec": { "type": "RunCommand", "parameters": { "args": ["migrate"], "env": { "DB_PASSWORD": "hunter2", "REF": { "secretKeyRef": { "name": "db", "key": "k" } } } } } });
         redact(&mut v);
-        assert_eq!(v["spec"]["parameters"]["env"], json!({ "DB_PASSWORD": REDACTED }));
+        assert_eq!(v["spec"]["parameters"]["env"], json!({ "DB_PASSWORD": REDACTED, "REF": { "secretKeyRef": { "name": "db", "key": "k" } } }));
         assert_eq!(v["spec"]["parameters"]["args"], json!(["migrate"]), "other parameters stay");
     }
 }

@@ -34,10 +34,15 @@ fn env_vars(ctx: &OpContext<'_>) -> Result<Vec<Value>, Invalid> {
                 let valid = !k.is_empty()
                     && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                     && !k.starts_with(|c: char| c.is_ascii_digit());
-                match (valid, v.as_str()) {
-                    (true, Some(s)) => Ok(json!({ "name": k, "value": s })),
-                    (false, _) => Err(Invalid::params(format!("env name {k:?} is not a valid variable name"))),
-                    (_, None) => Err(Invalid::params(format!("env {k} must be a string"))),
+                let reference = v.get("secretKeyRef");
+                match (valid, v.as_str(), reference) {
+                    (true, Some(s), _) => Ok(json!({ "name": k, "value": s })),
+                    // Only a reference reaches the Job; acceptance checked it against the template.
+                    (true, None, Some(r)) => Ok(json!({ "name": k, "valueFrom": { "secretKeyRef": r } })),
+                    (false, ..) => Err(Invalid::params(format!("env name {k:?} is not a valid variable name"))),
+                    (_, None, None) => Err(Invalid::params(format!(
+                        "env {k} must be a string, or a secretKeyRef where the template marks it secret"
+                    ))),
                 }
             })
             .collect(),
@@ -85,8 +90,12 @@ pub fn build(ctx: &OpContext<'_>, step: u32) -> Result<ChildSpec, Invalid> {
     // Values stay out of commands (and so out of journals and replays): the effector fills them
     // from the live Operation when it creates the Job.
     let mut env = env_vars(ctx)?;
-    env.iter_mut().for_each(|e| e["value"] = json!(REDACTED));
-    let env_from = (!env.is_empty()).then_some(EnvSource::OperationParameters);
+    let mut plain = false;
+    for e in env.iter_mut().filter(|e| e.get("value").is_some()) {
+        e["value"] = json!(REDACTED);
+        plain = true;
+    }
+    let env_from = plain.then_some(EnvSource::OperationParameters);
     if !env.is_empty() {
         container.insert("env".into(), json!(env));
     }

@@ -7,6 +7,7 @@ pub mod op;
 pub mod outcome;
 pub mod preconditions;
 pub mod reconcile;
+pub mod secret_refs;
 pub mod validate;
 pub mod world;
 

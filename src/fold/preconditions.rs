@@ -75,13 +75,26 @@ pub fn check(op: &OpState, template: &OperationTemplateSpec, world: &World, othe
             }
         }
     }
-    let missing: Vec<&str> = template
+    // Secrets the template requires, then those the parameters refer to (validated already).
+    let referenced: Vec<String> = op
+        .spec
+        .as_ref()
+        .and_then(|s| super::validate::params_map(s).ok())
+        .and_then(|p| super::secret_refs::check(&p, template.parameters_schema.as_ref()).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    let mut missing: Vec<&str> = template
         .preconditions
         .required_secrets
         .iter()
+        .chain(&referenced)
         .filter(|s| !world.secrets.contains(&ObjKey::new(ns.clone(), s.as_str())))
         .map(String::as_str)
         .collect();
+    missing.sort();
+    missing.dedup();
     if !missing.is_empty() {
         return Preconditions::Blocked {
             reason: reason::MISSING_SECRET,

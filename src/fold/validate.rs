@@ -229,6 +229,10 @@ pub fn validate(op: &OpState, world: &World) -> Acceptance {
             }
         },
     };
+    // Secret marks first: "never the value" says more than a schema type mismatch.
+    if let Err(e) = super::secret_refs::check(&params, template.parameters_schema.as_ref()) {
+        return rejected(reason::INVALID_PARAMETERS, e);
+    }
     if let Err(a) = check_schema(&template_name, &template, &raw) {
         return a;
     }
