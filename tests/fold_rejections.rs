@@ -393,7 +393,12 @@ fn secret_template(h: &mut vworkspace_operator::harness::Harness) {
         "properties": { "DB_PASSWORD": { "type": "object", "x-vworkspace-secret": true,
             "properties": { "secretKeyRef": { "type": "object", "properties": { "name": { "enum": ["db-credentials"] } } } } } },
         "additionalProperties": { "type": "string" } } } });
-    let t = template("job-command", &["RunCommand"], Some("job"), json!({ "job": { "image": "busybox" }, "parametersSchema": schema }));
+    let t = template(
+        "job-command",
+        &["RunCommand"],
+        Some("job"),
+        json!({ "job": { "image": "busybox" }, "parametersSchema": schema }),
+    );
     h.apply(ResourceKind::OperationTemplate, t);
 }
 
@@ -402,7 +407,10 @@ fn secret_parameters_reach_the_job_only_as_references() {
     let mut h = world();
     secret_template(&mut h);
     let reference = json!({ "secretKeyRef": { "name": "db-credentials", "key": "password" } });
-    submit(&mut h, operation("o", "RunCommand", None, json!({ "env": { "DB_PASSWORD": reference, "LEVEL": "debug" } })));
+    submit(
+        &mut h,
+        operation("o", "RunCommand", None, json!({ "env": { "DB_PASSWORD": reference, "LEVEL": "debug" } })),
+    );
     // The referenced Secret is a precondition.
     assert_eq!(cond(&h, "o", "PreconditionsMet"), ("False".into(), "MissingSecret".into()));
     h.apply(
@@ -422,8 +430,14 @@ fn secret_parameters_reach_the_job_only_as_references() {
 fn secret_parameters_given_as_values_or_unplanned_references_are_rejected() {
     for (params, want) in [
         (json!({ "env": { "DB_PASSWORD": "hunter2" } }), "never the value"),
-        (json!({ "env": { "LEVEL": { "secretKeyRef": { "name": "db-credentials", "key": "k" } } } }), "does not mark it secret"),
-        (json!({ "env": { "DB_PASSWORD": { "secretKeyRef": { "name": "other-team", "key": "k" } } } }), "do not match the template's schema"),
+        (
+            json!({ "env": { "LEVEL": { "secretKeyRef": { "name": "db-credentials", "key": "k" } } } }),
+            "does not mark it secret",
+        ),
+        (
+            json!({ "env": { "DB_PASSWORD": { "secretKeyRef": { "name": "other-team", "key": "k" } } } }),
+            "do not match the template's schema",
+        ),
         (json!({ "env": { "DB_PASSWORD": { "secretKeyRef": { "name": "x/y", "key": "k" } } } }), "not a Secret name"),
     ] {
         let mut h = world();

@@ -87,7 +87,10 @@ mod tests {
         let mut v = json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation", "metadata": { "name": "cmd" },
             "spec": { "type": "RunCommand", "parameters": { "args": ["migrate"], "env": { "DB_PASSWORD": "hunter2", "REF": { "secretKeyRef": { "name": "db", "key": "k" } } } } } });
         redact(&mut v);
-        assert_eq!(v["spec"]["parameters"]["env"], json!({ "DB_PASSWORD": REDACTED, "REF": { "secretKeyRef": { "name": "db", "key": "k" } } }));
+        assert_eq!(
+            v["spec"]["parameters"]["env"],
+            json!({ "DB_PASSWORD": REDACTED, "REF": { "secretKeyRef": { "name": "db", "key": "k" } } })
+        );
         assert_eq!(v["spec"]["parameters"]["args"], json!(["migrate"]), "other parameters stay");
     }
 }

@@ -30,7 +30,10 @@ pub struct OperationTemplateSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<EngineName>,
     /// Namespaces where Operations may use this template; `*` allows all.
-    #[schemars(length(min = 1, max = 256))]
+    #[schemars(
+        length(min = 1, max = 256),
+        inner(regex(pattern = r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$"), length(max = 63))
+    )]
     pub namespaces: Vec<String>,
     /// JSON Schema (draft 2020-12) that `spec.parameters` must satisfy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,9 +82,13 @@ fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RbacProfile {
-    /// ServiceAccount that Jobs and Workflows run as, in the Operation's namespace.
+    /// ServiceAccount that Jobs and Workflows run as, in the Operation's namespace (a plain
+    /// name: never `system:serviceaccount:<ns>:<name>`, so it cannot reach another namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub service_account_name: Option<String>,
     /// Mount the ServiceAccount token into pods (default false).
     #[serde(default)]
@@ -99,6 +106,13 @@ pub struct PreconditionSettings {
     pub exclusive: bool,
     /// Secrets (by name, in the Operation's namespace) that must exist before starting.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 64),
+        inner(
+            regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
+            length(max = 253)
+        )
+    )]
     pub required_secrets: Vec<String>,
 }
 
@@ -121,14 +135,17 @@ pub struct RetentionSettings {
     pub ttl_seconds_after_finished: Option<i64>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(validation = Rule::new("!has(self.allowCrossNamespace) || !self.allowCrossNamespace || (has(self.allowedTargetNamespaces) && size(self.allowedTargetNamespaces) > 0)").message("restore.allowCrossNamespace needs restore.allowedTargetNamespaces: name the namespaces"))]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreSettings {
     /// Whether a Restore may write into another namespace.
     #[serde(default)]
     pub allow_cross_namespace: bool,
-    /// The namespaces a cross-namespace restore may target.
+    /// The namespaces a cross-namespace restore may target, by name: no wildcard, since
+    /// "any namespace" would be cluster-wide write access.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 63)))]
     pub allowed_target_namespaces: Vec<String>,
 }
 
@@ -145,6 +162,7 @@ pub struct UpgradeSettings {
 pub struct VeleroSettings {
     /// Velero's own namespace, where Backup and Restore objects live.
     #[serde(default = "velero_ns")]
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 63))]
     pub namespace: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_location: Option<String>,

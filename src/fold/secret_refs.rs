@@ -68,12 +68,15 @@ fn valid_key(k: &str) -> bool {
 /// Reads a reference, or says why the value is not one.
 fn as_ref(v: &Value) -> Option<Result<(String, String), String>> {
     let r = v.as_object()?.get("secretKeyRef")?;
-    let shape = || "a secretKeyRef must be {\"secretKeyRef\": {\"name\": <Secret>, \"key\": <key>}} and nothing else".to_string();
+    let shape = || {
+        "a secretKeyRef must be {\"secretKeyRef\": {\"name\": <Secret>, \"key\": <key>}} and nothing else".to_string()
+    };
     if v.as_object().map(Map::len) != Some(1) {
         return Some(Err(shape()));
     }
     let Some(obj) = r.as_object().filter(|o| o.len() == 2) else { return Some(Err(shape())) };
-    let (Some(name), Some(key)) = (obj.get("name").and_then(Value::as_str), obj.get("key").and_then(Value::as_str)) else {
+    let (Some(name), Some(key)) = (obj.get("name").and_then(Value::as_str), obj.get("key").and_then(Value::as_str))
+    else {
         return Some(Err(shape()));
     };
     if !valid_name(name) {
@@ -98,7 +101,12 @@ pub fn check(params: &Map<String, Value>, schema: Option<&Value>) -> Result<Vec<
     Ok(refs)
 }
 
-fn walk_params(v: &Value, path: &mut Vec<String>, marks: &[Vec<String>], refs: &mut Vec<SecretRef>) -> Result<(), String> {
+fn walk_params(
+    v: &Value,
+    path: &mut Vec<String>,
+    marks: &[Vec<String>],
+    refs: &mut Vec<SecretRef>,
+) -> Result<(), String> {
     let shown = path.join(".");
     let is_marked = marks.iter().any(|m| matches(m, path));
     match (as_ref(v), is_marked) {
@@ -107,9 +115,9 @@ fn walk_params(v: &Value, path: &mut Vec<String>, marks: &[Vec<String>], refs: &
             Ok(())
         }
         (Some(Err(why)), _) => Err(format!("parameters.{shown}: {why}")),
-        (Some(Ok(_)), false) => Err(format!(
-            "parameters.{shown} is a secret reference, but the template does not mark it secret ({MARK})"
-        )),
+        (Some(Ok(_)), false) => {
+            Err(format!("parameters.{shown} is a secret reference, but the template does not mark it secret ({MARK})"))
+        }
         (None, true) if !v.is_null() => Err(format!(
             "parameters.{shown} is secret: give {{\"secretKeyRef\": {{\"name\": <Secret>, \"key\": <key>}}}}, never the value"
         )),
@@ -144,7 +152,9 @@ mod tests {
 
     #[test]
     fn a_marked_parameter_is_a_reference() {
-        let p = params(json!({ "env": { "DB_PASSWORD": { "secretKeyRef": { "name": "db", "key": "password" } }, "LEVEL": "debug" } }));
+        let p = params(
+            json!({ "env": { "DB_PASSWORD": { "secretKeyRef": { "name": "db", "key": "password" } }, "LEVEL": "debug" } }),
+        );
         let refs = check(&p, Some(&schema())).unwrap();
         assert_eq!(refs, [SecretRef { path: "env.DB_PASSWORD".into(), name: "db".into(), key: "password".into() }]);
     }
@@ -153,12 +163,24 @@ mod tests {
     fn values_stray_references_and_odd_shapes_are_refused() {
         let cases = [
             (json!({ "env": { "DB_PASSWORD": "hunter2" } }), "never the value"),
-            (json!({ "env": { "LEVEL": { "secretKeyRef": { "name": "db", "key": "k" } } } }), "does not mark it secret"),
+            (
+                json!({ "env": { "LEVEL": { "secretKeyRef": { "name": "db", "key": "k" } } } }),
+                "does not mark it secret",
+            ),
             (json!({ "other": { "secretKeyRef": { "name": "db", "key": "k" } } }), "does not mark it secret"),
-            (json!({ "env": { "DB_PASSWORD": { "secretKeyRef": { "name": "kube-system/db", "key": "k" } } } }), "not a Secret name"),
-            (json!({ "env": { "DB_PASSWORD": { "secretKeyRef": { "name": "db", "key": "k/../x" } } } }), "not a Secret key"),
+            (
+                json!({ "env": { "DB_PASSWORD": { "secretKeyRef": { "name": "kube-system/db", "key": "k" } } } }),
+                "not a Secret name",
+            ),
+            (
+                json!({ "env": { "DB_PASSWORD": { "secretKeyRef": { "name": "db", "key": "k/../x" } } } }),
+                "not a Secret key",
+            ),
             (json!({ "env": { "DB_PASSWORD": { "secretKeyRef": { "name": "db" } } } }), "nothing else"),
-            (json!({ "env": { "DB_PASSWORD": { "secretKeyRef": { "name": "db", "key": "k" }, "value": "x" } } }), "nothing else"),
+            (
+                json!({ "env": { "DB_PASSWORD": { "secretKeyRef": { "name": "db", "key": "k" }, "value": "x" } } }),
+                "nothing else",
+            ),
         ];
         for (p, want) in cases {
             let err = check(&params(p.clone()), Some(&schema())).unwrap_err();
