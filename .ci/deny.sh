@@ -27,17 +27,15 @@ if [[ -d "$SNAPSHOT/crates" ]]; then
   # The live database can't be fetched: lay the shared snapshot (read-only there) where
   # cargo-deny expects its clone, as a git checkout dated to the snapshot, so that
   # maximum-db-staleness measures the snapshot's real age.
-  date=$(grep -oEm1 '[0-9]{4}-[0-9]{2}-[0-9]{2}' "$SNAPSHOT/SNAPSHOT.md" || date -u +%F)
+  day=$(grep -oEm1 '[0-9]{4}-[0-9]{2}-[0-9]{2}' "$SNAPSHOT/SNAPSHOT.md" || date -u +%F)
   rm -rf "$DB" && mkdir -p "$DBS" && cp -R "$SNAPSHOT" "$DB" && chmod -R u+w "$DB"
-  GIT_AUTHOR_DATE="${date}T00:00:00Z" GIT_COMMITTER_DATE="${date}T00:00:00Z" \
-    git -C "$DB" -c init.defaultBranch=main -c user.name=ci -c user.email=ci@localhost \
-      -c commit.gpgsign=false init -q
-  git -C "$DB" add -A
-  GIT_AUTHOR_DATE="${date}T00:00:00Z" GIT_COMMITTER_DATE="${date}T00:00:00Z" \
-    git -C "$DB" -c user.name=ci -c user.email=ci@localhost -c commit.gpgsign=false \
-      commit -qm "RustSec advisory-db snapshot of $date"
-  touch -d "$date" "$DB/.git/HEAD" # cargo-deny takes the newer of the commit and HEAD times
-  echo "advisories: RustSec advisory-db snapshot of $date (offline copy from $SNAPSHOT)"
+  (
+    export GIT_AUTHOR_DATE="${day}T00:00:00Z" GIT_COMMITTER_DATE="${day}T00:00:00Z"
+    g() { git -C "$DB" -c init.defaultBranch=main -c user.name=ci -c user.email=ci@localhost -c commit.gpgsign=false "$@"; }
+    g init -q && g add -A && g commit -qm "RustSec advisory-db snapshot of $day"
+  )
+  touch -d "$day" "$DB/.git/HEAD" # cargo-deny takes the newer of the commit's and HEAD's times
+  echo "advisories: RustSec advisory-db snapshot of $day (offline copy from $SNAPSHOT)"
   checks=(advisories "${checks[@]}")
 else
   echo "NOTICE: $SNAPSHOT not found: skipping the advisories check only"

@@ -33,7 +33,8 @@ fn rules_in(yaml: &str) -> BTreeMap<String, BTreeSet<String>> {
                 for res in rule["resources"].as_array().unwrap() {
                     let (g, r) = (group.as_str().unwrap(), res.as_str().unwrap());
                     // kubectl's spelling: `resource.group/subresource`.
-                    let (base, sub) = r.split_once('/').map(|(b, s)| (b, format!("/{s}"))).unwrap_or((r, String::new()));
+                    let (base, sub) =
+                        r.split_once('/').map(|(b, s)| (b, format!("/{s}"))).unwrap_or((r, String::new()));
                     let key = if g.is_empty() { format!("{base}{sub}") } else { format!("{base}.{g}{sub}") };
                     let verbs = rule["verbs"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string());
                     out.entry(key).or_default().extend(verbs);
@@ -48,7 +49,11 @@ use serde::Deserialize as _;
 
 /// `kubectl auth can-i --list` as the ServiceAccount, minus what every authenticated user has.
 fn can_i_list() -> BTreeMap<String, BTreeSet<String>> {
-    let out = support::ok(&support::kubectl("admin", &["auth", "can-i", "--list", "--as", SA, "-n", "vworkspace-system"], None));
+    let out = support::ok(&support::kubectl(
+        "admin",
+        &["auth", "can-i", "--list", "--as", SA, "-n", "vworkspace-system"],
+        None,
+    ));
     // system:basic-user and system:public-info-viewer rules that every authenticated user has.
     let everyone = [
         "selfsubjectaccessreviews.authorization.k8s.io",
@@ -100,9 +105,12 @@ async fn the_operator_needs_exactly_the_rights_deploy_grants() {
 
     // The operator as its ServiceAccount; the simulators stand in for other controllers (admin).
     let kc = kube::config::Kubeconfig::read_from(support::kubeconfig()).unwrap();
-    let mut cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions { context: Some("admin".into()), ..Default::default() })
-        .await
-        .unwrap();
+    let mut cfg = kube::Config::from_custom_kubeconfig(
+        kc,
+        &kube::config::KubeConfigOptions { context: Some("admin".into()), ..Default::default() },
+    )
+    .await
+    .unwrap();
     cfg.auth_info.impersonate = Some(SA.into());
     let as_operator = kube::Client::try_from(cfg).unwrap();
 
@@ -117,9 +125,15 @@ async fn the_operator_needs_exactly_the_rights_deploy_grants() {
     for tpl in [
         t("velero", json!({ "types": ["Backup"], "engine": "velero", "velero": { "namespace": velero_ns } })),
         t("argo", json!({ "types": ["Runbook"], "engine": "argoWorkflow", "argo": { "workflowTemplateRef": "t" } })),
-        t("job", json!({ "types": ["RunCommand"], "engine": "job", "job": { "image": "busybox:1.36" }, "retention": { "ttlSecondsAfterFinished": 1 } })),
+        t(
+            "job",
+            json!({ "types": ["RunCommand"], "engine": "job", "job": { "image": "busybox:1.36" }, "retention": { "ttlSecondsAfterFinished": 1 } }),
+        ),
         t("csi", json!({ "types": ["Backup"], "engine": "csiSnapshot" })),
-        t("volsync", json!({ "types": ["Restore"], "engine": "volSync", "volSync": { "mover": "restic", "moverSpec": { "repository": "r" } } })),
+        t(
+            "volsync",
+            json!({ "types": ["Restore"], "engine": "volSync", "volSync": { "mover": "restic", "moverSpec": { "repository": "r" } } }),
+        ),
         t("hooks", json!({ "types": ["Migration"], "engine": "helmHookJob", "helmHook": { "event": "pre-upgrade" } })),
         t("upgrade", json!({ "types": ["Upgrade"] })),
     ] {
@@ -132,10 +146,14 @@ async fn the_operator_needs_exactly_the_rights_deploy_grants() {
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
     secrets.create(&PostParams::default(), &serde_json::from_value(helm_release(&ns)).unwrap()).await.unwrap();
 
-    let sims = tokio::spawn(sim::run(client.clone(), sim::Options { tick: Duration::from_millis(100), instant: false }));
+    let sims =
+        tokio::spawn(sim::run(client.clone(), sim::Options { tick: Duration::from_millis(100), instant: false }));
     let apps = tokio::spawn(sim::app::run(client.clone(), Duration::from_millis(100)));
     let journal = tempfile::tempdir().unwrap();
-    let lease = leader::Options { lease_duration: Duration::from_secs(6), ..leader::Options::from_env("vworkspace-system", "vworkspace-operator") };
+    let lease = leader::Options {
+        lease_duration: Duration::from_secs(6),
+        ..leader::Options::from_env("vworkspace-system", "vworkspace-operator")
+    };
     let opts = run::Options {
         journal: Some(journal.path().join("j")),
         rediscover: Duration::from_secs(2),
@@ -173,9 +191,18 @@ async fn the_operator_needs_exactly_the_rights_deploy_grants() {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("{name} did not reach {phase}: {:?}", ops.get(name).await.ok().and_then(|o| o.status).and_then(|s| s.message));
+        panic!(
+            "{name} did not reach {phase}: {:?}",
+            ops.get(name).await.ok().and_then(|o| o.status).and_then(|s| s.message)
+        );
     };
-    for (name, phase) in [("backup", "Succeeded"), ("snapshot", "Succeeded"), ("restore", "Succeeded"), ("hooks", "Succeeded"), ("upgrade", "Succeeded")] {
+    for (name, phase) in [
+        ("backup", "Succeeded"),
+        ("snapshot", "Succeeded"),
+        ("restore", "Succeeded"),
+        ("hooks", "Succeeded"),
+        ("upgrade", "Succeeded"),
+    ] {
         wait(name, phase).await;
     }
     // Retention deletes the finished RunCommand Operation.
