@@ -63,10 +63,8 @@ async fn verdict(ops: &Api<Operation>, name: &str) -> (String, String, String) {
             let accepted =
                 st.conditions.iter().find(|c| c.type_ == "Accepted").map(|c| (c.status.as_str(), c.reason.clone()));
             let phase = st.phase.map(|p| p.as_str().to_string()).unwrap_or_default();
-            if let Some((s, r)) = accepted.filter(|(s, _)| *s != "Unknown") {
-                if s == "False" || phase == "Succeeded" {
-                    return (phase, r, st.message.unwrap_or_default());
-                }
+            if let Some((_, r)) = accepted.filter(|(s, _)| *s == "False" || (*s == "True" && phase == "Succeeded")) {
+                return (phase, r, st.message.unwrap_or_default());
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
