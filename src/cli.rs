@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -44,6 +44,15 @@ pub enum Command {
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=100_000))]
         api_burst: u32,
     },
+    /// Replay a journal offline with the operator's own fold: timelines, state at a moment,
+    /// `--check` for divergence (upgrade safety), and `replay diff A B`.
+    #[command(args_conflicts_with_subcommands = true)]
+    Replay {
+        #[command(subcommand)]
+        command: Option<ReplayCommand>,
+        #[command(flatten)]
+        args: ReplayArgs,
+    },
     /// Inspect, verify, export or import a journal (a directory or an export file).
     Journal {
         #[command(subcommand)]
@@ -60,6 +69,50 @@ pub enum Command {
         /// Keep the control plane's state here instead of a temporary directory.
         #[arg(long)]
         state_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// A journal directory or an export file.
+    pub path: Option<PathBuf>,
+    /// Only this Operation (NAMESPACE/NAME).
+    #[arg(long)]
+    pub op: Option<String>,
+    /// The state after this seq.
+    #[arg(long, conflicts_with = "at")]
+    pub until: Option<u64>,
+    /// The state at this time (RFC 3339).
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Recompute every command and compare with the recorded outcomes; exit 1 at a divergence.
+    #[arg(long)]
+    pub check: bool,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Html,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReplayCommand {
+    /// Where two journals, or two moments of one (PATH@SEQ), differ.
+    Diff {
+        a: String,
+        b: String,
+        /// Only this Operation (NAMESPACE/NAME).
+        #[arg(long)]
+        op: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
 }
 

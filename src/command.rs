@@ -79,6 +79,17 @@ pub enum Action {
     DeleteOperation,
 }
 
+impl Command {
+    /// A stable digest of what the command does (op, UID and action; serde_json maps are
+    /// sorted, so equal commands hash alike across builds and machines).
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let body = serde_json::to_vec(&(&self.op, &self.uid, &self.action)).unwrap_or_default();
+        let hash = Sha256::digest(&body);
+        hash[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 impl Action {
     /// Short stable name, for metrics, logs and timelines.
     pub fn name(&self) -> &'static str {

@@ -209,5 +209,5 @@ async fn attempts<E: Execute>(
 }
 
 fn outcome(cmd: &Command, result: R, message: String, data: OutcomeData) -> Outcome {
-    Outcome { command_id: cmd.id.clone(), op: cmd.op.clone(), result, message, data }
+    Outcome::of(cmd, result, message, data)
 }

@@ -183,13 +183,7 @@ impl Harness {
     }
 
     fn outcome(&mut self, c: &Command, result: OutcomeResult, message: &str, data: OutcomeData) {
-        self.queue.push_back(RecordBody::Outcome(Outcome {
-            command_id: c.id.clone(),
-            op: c.op.clone(),
-            result,
-            message: message.into(),
-            data,
-        }));
+        self.queue.push_back(RecordBody::Outcome(Outcome::of(c, result, message.into(), data)));
     }
 
     fn echo(&mut self, resource: ResourceKind, key: ObjKey, event: WatchEvent) {

@@ -18,5 +18,6 @@ pub mod json;
 pub mod key;
 pub mod leader;
 pub mod record;
+pub mod replay;
 pub mod run;
 pub mod sim;

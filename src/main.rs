@@ -6,6 +6,7 @@ use clap::Parser;
 mod cli;
 mod dev;
 mod journal_cli;
+mod replay_cli;
 
 use cli::{Cli, Command, JournalCommand};
 use vworkspace_operator::crdgen;
@@ -28,6 +29,10 @@ fn main() -> anyhow::Result<()> {
                 std::fs::write(&path, crdgen::to_yaml(&crd)?).with_context(|| format!("writing {}", path.display()))?;
             }
         }
+        Command::Replay { command: Some(cli::ReplayCommand::Diff { a, b, op, format }), .. } => {
+            replay_cli::diff(&a, &b, op.as_deref(), format)?
+        }
+        Command::Replay { command: None, args } => replay_cli::replay(args)?,
         Command::Journal { command } => match command {
             JournalCommand::Inspect { path, from, limit } => journal_cli::inspect(&path, from, limit)?,
             JournalCommand::Verify { path } => journal_cli::verify(&path)?,

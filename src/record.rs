@@ -188,6 +188,27 @@ pub struct Outcome {
     pub message: String,
     #[serde(default, skip_serializing_if = "OutcomeData::is_none")]
     pub data: OutcomeData,
+    /// The command's action name and digest, so a replay can tell whether this build would
+    /// have issued the same command (`replay --check`). Absent in records of format 1.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub action: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub digest: String,
+}
+
+impl Outcome {
+    /// The outcome of running `cmd`.
+    pub fn of(cmd: &crate::command::Command, result: OutcomeResult, message: String, data: OutcomeData) -> Self {
+        Self {
+            command_id: cmd.id.clone(),
+            op: cmd.op.clone(),
+            result,
+            message,
+            data,
+            action: cmd.action.name().to_string(),
+            digest: cmd.digest(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

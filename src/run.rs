@@ -143,7 +143,9 @@ async fn fold_loop(
                 Err(_) => break,
             }
         }
-        let at = Utc::now();
+        // The journal keeps microseconds: fold with exactly the time a replay will read.
+        let now = Utc::now();
+        let at = chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
         // Redacted before folding too: the fold decides on exactly what a replay will read.
         let records: Vec<Record> = bodies
             .into_iter()

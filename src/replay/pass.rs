@@ -1,0 +1,327 @@
+//! One pass of the fold over a journal. It collects, per Operation, the timeline (records,
+//! condition transitions, commands, outcomes), stops at a moment when asked, and checks each
+//! recorded outcome against the command this build issues for it (`--check`).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+use vworkspace_journal::Entry;
+
+use super::Result;
+use super::source::Source;
+use crate::command::{Action, Command};
+use crate::fold::{self, State};
+use crate::journal_codec;
+use crate::key::{ObjKey, OpKey};
+use crate::record::{Record, RecordBody, ResourceKind};
+
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Only this Operation's timeline (the fold still reads every record).
+    pub op: Option<OpKey>,
+    /// Stop after this seq, or after the last record at or before this time.
+    pub until: Option<u64>,
+    pub at: Option<DateTime<Utc>>,
+    /// Compare recorded outcomes with the commands this build issues.
+    pub check: bool,
+    /// Collect timelines (off for a fold-only replay).
+    pub timeline: bool,
+    /// Field-level diffs of each observed object against its previous version.
+    pub diffs: bool,
+    /// Called every 1% of the records when there are more than 100k (a progress bar).
+    pub progress: Option<fn(u64, u64)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Item {
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    /// `record`, `outcome`, `transition` or `command`.
+    pub kind: &'static str,
+    pub text: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Value>,
+}
+
+/// The first place where this build decides differently from the recorded run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Divergence {
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    pub operation: String,
+    pub why: String,
+    /// The outcome record as journaled.
+    pub record: Value,
+    /// What the recording says the effector ran: command ID, action, digest.
+    pub recorded: Value,
+    /// The command this build issued under that ID, and the seq of the record it came from.
+    pub expected: Option<Value>,
+    pub issued_at: Option<u64>,
+    /// The Operation's folded state just before the diverging record.
+    pub state_before: Value,
+}
+
+#[derive(Default)]
+pub struct Pass {
+    pub state: State,
+    pub timelines: BTreeMap<OpKey, Vec<Item>>,
+    pub records: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    /// Set when `--until`/`--at` stopped the pass early.
+    pub stopped: bool,
+    pub checked: u64,
+    pub divergence: Option<Divergence>,
+    /// Commands issued and not answered yet: ID → (seq of the record, command).
+    pub in_flight: BTreeMap<String, (u64, Command)>,
+    /// Commands answered: ID → digest, so a repeated outcome is not a divergence.
+    answered: BTreeMap<String, String>,
+    objects: BTreeMap<(ResourceKind, ObjKey), Value>,
+    conditions: BTreeMap<OpKey, Vec<(String, String, String)>>,
+}
+
+pub fn run(src: &Source, opts: &Options) -> Result<Pass> {
+    let mut p = Pass { state: src.start.0.clone(), ..Default::default() };
+    let total = src.entries.len() as u64;
+    let every = (total / 100).max(1);
+    for (i, e) in src.entries.iter().enumerate() {
+        if let Some(f) = opts.progress.filter(|_| total > 100_000 && i as u64 % every == 0) {
+            f(i as u64, total);
+        }
+        if opts.until.is_some_and(|u| e.header.seq > u)
+            || opts.at.is_some_and(|at| e.header.recorded_at_micros > at.timestamp_micros())
+        {
+            p.stopped = true;
+            break;
+        }
+        let rec = journal_codec::from_entry(e)?;
+        if p.first_seq == 0 {
+            p.first_seq = rec.seq;
+        }
+        if opts.check && !p.check(&rec) {
+            break;
+        }
+        p.step(e, &rec, opts);
+        p.records += 1;
+        p.last_seq = rec.seq;
+    }
+    Ok(p)
+}
+
+impl Pass {
+    /// False at the first divergence (recorded in `self.divergence`).
+    fn check(&mut self, rec: &Record) -> bool {
+        let RecordBody::Outcome(o) = &rec.body else { return true };
+        self.checked += 1;
+        if self.answered.get(&o.command_id).is_some_and(|d| o.digest.is_empty() || *d == o.digest) {
+            return true;
+        }
+        let issued = self.in_flight.get(&o.command_id).cloned();
+        let why = match &issued {
+            None => {
+                Some(format!("the journal has an outcome for command {}, which this build never issued", o.command_id))
+            }
+            Some((_, c)) if !o.action.is_empty() && o.action != c.action.name() => Some(format!(
+                "command {} was {} when recorded; this build issues {}",
+                o.command_id,
+                o.action,
+                c.action.name()
+            )),
+            // Records of format 1 carry no digest: their IDs are all that can be compared.
+            Some((_, c)) if !o.digest.is_empty() && o.digest != c.digest() => Some(format!(
+                "command {} ({}) differs: recorded digest {}, this build {}",
+                o.command_id,
+                c.action.name(),
+                o.digest,
+                c.digest()
+            )),
+            Some(_) => None,
+        };
+        let Some(why) = why else { return true };
+        let state_before = self.state.ops.get(&o.op).map(op_summary).unwrap_or(Value::Null);
+        self.divergence = Some(Divergence {
+            seq: rec.seq,
+            at: rec.at,
+            operation: o.op.to_string(),
+            why,
+            record: serde_json::to_value(&rec.body).unwrap_or(Value::Null),
+            recorded: json!({ "commandId": o.command_id, "action": o.action, "digest": o.digest }),
+            expected: issued.as_ref().map(|(_, c)| serde_json::to_value(c).unwrap_or(Value::Null)),
+            issued_at: issued.map(|(s, _)| s),
+            state_before,
+        });
+        false
+    }
+
+    fn step(&mut self, e: &Entry, rec: &Record, opts: &Options) {
+        let cmds = fold::step(&mut self.state, rec);
+        if let RecordBody::Outcome(o) = &rec.body
+            && let Some((_, c)) = self.in_flight.remove(&o.command_id)
+        {
+            self.answered.insert(o.command_id.clone(), c.digest());
+        }
+        for c in &cmds {
+            if c.action.has_outcome() {
+                self.in_flight.insert(c.id.clone(), (rec.seq, c.clone()));
+            }
+        }
+        if !opts.timeline {
+            return;
+        }
+        let mut touched: Vec<OpKey> = cmds.iter().map(|c| c.op.clone()).collect();
+        if let Some(k) = self.direct_op(rec) {
+            touched.push(k);
+        }
+        touched.sort();
+        touched.dedup();
+        touched.retain(|k| opts.op.as_ref().is_none_or(|o| o == k));
+        let diff = if opts.diffs { self.diff_object(rec) } else { None };
+        for k in touched {
+            let line = self.timelines.entry(k.clone()).or_default();
+            let (kind, text) = record_text(e, rec);
+            line.push(Item { seq: rec.seq, at: rec.at, kind, text, detail: diff.clone() });
+            if let Some(op) = self.state.ops.get(&k) {
+                let now: Vec<(String, String, String)> = op
+                    .conditions
+                    .map
+                    .values()
+                    .map(|c| (c.type_.clone(), c.status.as_str().to_string(), c.reason.clone()))
+                    .collect();
+                let before = self.conditions.insert(k.clone(), now.clone()).unwrap_or_default();
+                for (ty, status, reason) in &now {
+                    let old = before.iter().find(|b| &b.0 == ty);
+                    if old.is_some_and(|o| (&o.1, &o.2) == (status, reason)) {
+                        continue;
+                    }
+                    let from = old.map(|o| format!("{}/{}", o.1, o.2)).unwrap_or_else(|| "-".into());
+                    let message = op
+                        .conditions
+                        .map
+                        .values()
+                        .find(|c| &c.type_ == ty)
+                        .map(|c| c.message.clone())
+                        .unwrap_or_default();
+                    line.push(Item {
+                        seq: rec.seq,
+                        at: rec.at,
+                        kind: "transition",
+                        text: format!(
+                            "{ty}: {from} -> {status}/{reason}{}",
+                            if message.is_empty() { String::new() } else { format!(": {message}") }
+                        ),
+                        detail: None,
+                    });
+                }
+            }
+            for c in cmds.iter().filter(|c| c.op == k) {
+                line.push(Item {
+                    seq: rec.seq,
+                    at: rec.at,
+                    kind: "command",
+                    text: command_text(c),
+                    detail: Some(json!({ "id": c.id, "digest": c.digest(), "action": c.action })),
+                });
+            }
+        }
+    }
+
+    /// The Operation a record is about, when the record says so itself.
+    fn direct_op(&self, rec: &Record) -> Option<OpKey> {
+        match &rec.body {
+            RecordBody::Outcome(o) => Some(o.op.clone()),
+            RecordBody::Timer(t) => Some(t.op.clone()),
+            RecordBody::Observed(o) => {
+                let obj = o.object.as_ref()?;
+                match o.resource {
+                    ResourceKind::Operation => ObjKey::of(obj).map(|k| OpKey { namespace: k.namespace, name: k.name }),
+                    ResourceKind::Child(_) => {
+                        let uid = obj.pointer("/metadata/labels")?.get(crate::api::LABEL_OPERATION_UID)?.as_str()?;
+                        self.state.by_uid.get(uid).cloned()
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// Field-level changes of an observed object since its previous version.
+    fn diff_object(&mut self, rec: &Record) -> Option<Value> {
+        let RecordBody::Observed(o) = &rec.body else { return None };
+        let obj = o.object.as_ref()?;
+        let key = (o.resource, ObjKey::of(obj)?);
+        let before = self.objects.get(&key).cloned().unwrap_or(Value::Null);
+        let mut changes = Vec::new();
+        super::diff::fields(&before, obj, "", &mut changes);
+        self.objects.insert(key, obj.clone());
+        Some(json!({ "diff": changes }))
+    }
+}
+
+fn record_text(e: &Entry, rec: &Record) -> (&'static str, String) {
+    let h = &e.header;
+    match &rec.body {
+        RecordBody::Observed(o) => {
+            let r = &h.resource;
+            let what = if r.name.is_empty() {
+                format!("{} relist", o.resource.name())
+            } else {
+                format!("{} {}/{} rv={}", r.kind, r.namespace, r.name, r.resource_version)
+            };
+            ("record", format!("observed {:?} {what}", o.event))
+        }
+        RecordBody::Outcome(o) => {
+            let msg = if o.message.is_empty() { String::new() } else { format!(": {}", o.message) };
+            (
+                "outcome",
+                format!(
+                    "outcome {} {:?}{msg}",
+                    if o.action.is_empty() { o.command_id.as_str() } else { o.action.as_str() },
+                    o.result
+                ),
+            )
+        }
+        RecordBody::Timer(t) => ("record", format!("timer {:?} fired", t.timer)),
+        RecordBody::Discovery(d) => ("record", format!("discovery: {} engine CRD(s) installed", d.installed.len())),
+        RecordBody::Restart => ("record", "restart: commands in flight are derived again".into()),
+    }
+}
+
+pub fn command_text(c: &Command) -> String {
+    match &c.action {
+        Action::CreateChild { kind, namespace, name, .. } => format!("create {} {namespace}/{name}", kind.kind()),
+        Action::DeleteChild { kind, namespace, name } => format!("delete {} {namespace}/{name}", kind.kind()),
+        Action::PatchChild { kind, namespace, name, patch } => {
+            format!("patch {} {namespace}/{name} {patch}", kind.kind())
+        }
+        Action::PatchStatus { status } => format!(
+            "status: phase {}{}",
+            status.phase.map(|p| p.as_str()).unwrap_or("-"),
+            status.message.as_deref().map(|m| format!(", {m}")).unwrap_or_default()
+        ),
+        Action::EmitEvent { event_type, reason, note, .. } => format!("event {event_type:?} {reason}: {note}"),
+        Action::PatchTargetVersion { target, version, expected_current } => {
+            format!("set {target} chart version {expected_current} -> {version}")
+        }
+        Action::LoadHelmHooks { release, event } => format!("read {event} hooks of release {release}"),
+        Action::SetTimer { timer, at } => format!("timer {timer:?} at {}", at.to_rfc3339()),
+        Action::AddFinalizer => "add finalizer".into(),
+        Action::RemoveFinalizer => "remove finalizer".into(),
+        Action::DeleteOperation => "delete the Operation (retention)".into(),
+    }
+}
+
+/// What a reader needs of an Operation's folded state.
+pub fn op_summary(op: &crate::fold::op::OpState) -> Value {
+    json!({
+        "uid": op.uid,
+        "phase": op.conditions.phase().as_str(),
+        "conditions": op.conditions.map.values().map(|c| json!({ "type": c.type_, "status": c.status.as_str(), "reason": c.reason, "message": c.message })).collect::<Vec<_>>(),
+        "children": op.steps.iter().map(|s| json!({ "step": s.step, "kind": s.kind.kind(), "namespace": s.namespace, "name": s.name, "create": format!("{:?}", s.create), "seen": s.seen, "done": s.done })).collect::<Vec<_>>(),
+        "pending": op.pending.keys().collect::<Vec<_>>(),
+        "outputs": op.outputs,
+    })
+}

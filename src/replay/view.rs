@@ -1,0 +1,135 @@
+//! The replay view: one stable JSON document (schema `vworkspace.replay/v1`, documented in
+//! docs/operate/incident-replay.md) that the text and HTML formats are rendered from.
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use super::pass::{Options, Pass, command_text, op_summary};
+
+pub const SCHEMA: &str = "vworkspace.replay/v1";
+
+pub fn build(journal: &str, p: &Pass, opts: &Options) -> Value {
+    let ops: Vec<Value> = p
+        .state
+        .ops
+        .iter()
+        .filter(|(k, _)| opts.op.as_ref().is_none_or(|o| o == *k))
+        .map(|(k, op)| {
+            let mut v = op_summary(op);
+            v["operation"] = json!(k.to_string());
+            v["inFlight"] = json!(
+                p.in_flight
+                    .iter()
+                    .filter(|(_, (_, c))| c.op == *k)
+                    .map(|(id, (seq, c))| json!({ "id": id, "issuedAt": seq, "command": command_text(c) }))
+                    .collect::<Vec<_>>()
+            );
+            v["timeline"] = json!(p.timelines.get(k).cloned().unwrap_or_default());
+            v
+        })
+        .collect();
+    let mut view = json!({
+        "schema": SCHEMA,
+        "journal": journal,
+        "records": p.records,
+        "firstSeq": p.first_seq,
+        "lastSeq": p.last_seq,
+        "stoppedEarly": p.stopped,
+        "operations": ops,
+    });
+    if opts.check {
+        view["check"] =
+            json!({ "ok": p.divergence.is_none(), "outcomesChecked": p.checked, "divergence": p.divergence });
+    }
+    view
+}
+
+fn s(v: &Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
+/// The human view: a timeline per Operation, then its state at the end (or the moment asked).
+pub fn text(view: &Value) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "journal {}: {} records folded, seq {}..={}{}",
+        s(&view["journal"]),
+        view["records"],
+        view["firstSeq"],
+        view["lastSeq"],
+        if view["stoppedEarly"] == true { " (stopped at the moment asked)" } else { "" }
+    );
+    for op in view["operations"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "\n== {}  {}  uid {}", s(&op["operation"]), s(&op["phase"]), s(&op["uid"]));
+        for i in op["timeline"].as_array().into_iter().flatten() {
+            let at = s(&i["at"]);
+            let _ = writeln!(
+                out,
+                "{:>8}  {at:<27}  {:<10}  {}",
+                i["seq"].as_u64().unwrap_or(0),
+                s(&i["kind"]),
+                s(&i["text"])
+            );
+        }
+        let _ = writeln!(out, "   state:");
+        for c in op["conditions"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "     {:<16} {:<7} {:<22} {}",
+                s(&c["type"]),
+                s(&c["status"]),
+                s(&c["reason"]),
+                s(&c["message"])
+            );
+        }
+        for c in op["children"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "     child {} {} {}/{} create={} seen={} done={}",
+                c["step"],
+                s(&c["kind"]),
+                s(&c["namespace"]),
+                s(&c["name"]),
+                s(&c["create"]),
+                c["seen"],
+                c["done"]
+            );
+        }
+        for c in op["inFlight"].as_array().into_iter().flatten() {
+            let _ =
+                writeln!(out, "     pending {} (issued at seq {}): {}", s(&c["id"]), c["issuedAt"], s(&c["command"]));
+        }
+        if let Some(o) = op["outputs"].as_object().filter(|o| !o.is_empty()) {
+            let list: Vec<String> = o.iter().map(|(k, v)| format!("{k}={}", s(v))).collect();
+            let _ = writeln!(out, "     outputs {}", list.join(" "));
+        }
+    }
+    if let Some(c) = view.get("check") {
+        match c["divergence"].as_object() {
+            None => {
+                let _ = writeln!(
+                    out,
+                    "\ncheck: ok, {} recorded outcomes match the commands this build issues",
+                    c["outcomesChecked"]
+                );
+            }
+            Some(d) => {
+                let _ = writeln!(
+                    out,
+                    "\ncheck: DIVERGENCE at seq {} ({}), Operation {}",
+                    d["seq"],
+                    s(&d["at"]),
+                    s(&d["operation"])
+                );
+                let _ = writeln!(out, "  why:          {}", s(&d["why"]));
+                let _ = writeln!(out, "  record:       {}", d["record"]);
+                let _ = writeln!(out, "  recorded:     {}", d["recorded"]);
+                let _ = writeln!(out, "  this build:   {} (issued at seq {})", d["expected"], d["issuedAt"]);
+                let _ = writeln!(out, "  state before: {}", d["stateBefore"]);
+            }
+        }
+    }
+    out
+}

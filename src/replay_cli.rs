@@ -1,0 +1,117 @@
+//! `vworkspace-operator replay PATH` and `replay diff A B`: the views of `replay/` on the command
+//! line. Errors are messages with a non-zero exit; a divergence under `--check` exits 1.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use vworkspace_operator::replay::{self, diff, html, pass, source, view};
+
+use crate::cli::{Format, ReplayArgs};
+
+fn progress(done: u64, total: u64) {
+    let pct = done * 100 / total.max(1);
+    let bar: String = (0..40).map(|i| if i * 100 / 40 < pct { '#' } else { '.' }).collect();
+    eprint!("\rreplay [{bar}] {pct:>3}% {done}/{total}");
+    if done + total / 100 >= total {
+        eprintln!();
+    }
+}
+
+fn write_out(out: Option<&Path>, text: &str) -> Result<()> {
+    match out {
+        Some(p) => std::fs::write(p, text).with_context(|| format!("writing {}", p.display())),
+        None => std::io::stdout().write_all(text.as_bytes()).context("writing to standard output"),
+    }
+}
+
+pub fn replay(args: ReplayArgs) -> Result<()> {
+    let Some(path) = args.path else { bail!("replay needs a journal: a directory or an export file (see --help)") };
+    let op = args.op.as_deref().map(replay::parse_op).transpose()?;
+    let at = args
+        .at
+        .as_deref()
+        .map(|t| chrono::DateTime::parse_from_rfc3339(t).map(|t| t.to_utc()).map_err(|_| replay::Error::Time(t.into())))
+        .transpose()?;
+    let src = source::load(&path)?;
+    let opts = pass::Options {
+        op: op.clone(),
+        until: args.until,
+        at,
+        check: args.check,
+        timeline: true,
+        diffs: args.format == Format::Html,
+        progress: Some(progress),
+    };
+    let p = pass::run(&src, &opts)?;
+    if let Some(k) = &op
+        && !p.state.ops.contains_key(k)
+    {
+        bail!(replay::Error::NoSuchOp(k.to_string()));
+    }
+    let v = view::build(&src.name, &p, &opts);
+    let text = match args.format {
+        Format::Text => view::text(&v),
+        Format::Json => serde_json::to_string_pretty(&v)? + "\n",
+        Format::Html => html::page(&v),
+    };
+    write_out(args.out.as_deref(), &text)?;
+    if p.divergence.is_some() {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// `PATH` or `PATH@SEQ`.
+fn moment(spec: &str) -> Result<(std::path::PathBuf, Option<u64>)> {
+    match spec.rsplit_once('@') {
+        Some((p, seq)) if seq.chars().all(|c| c.is_ascii_digit()) && !seq.is_empty() => {
+            Ok((p.into(), Some(seq.parse().context("seq after @")?)))
+        }
+        _ => Ok((spec.into(), None)),
+    }
+}
+
+pub fn diff(a: &str, b: &str, op: Option<&str>, format: Format) -> Result<()> {
+    let only = op.map(replay::parse_op).transpose()?;
+    let fold = |spec: &str| -> Result<pass::Pass> {
+        let (path, until) = moment(spec)?;
+        let src = source::load(&path)?;
+        Ok(pass::run(&src, &pass::Options { until, timeline: true, ..Default::default() })?)
+    };
+    let (pa, pb) = (fold(a)?, fold(b)?);
+    let d = diff::diff(&pa, &pb, only.as_ref());
+    let text = match format {
+        Format::Json => {
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "schema": "vworkspace.replay.diff/v1", "a": a, "b": b, "operations": d }),
+            )? + "\n"
+        }
+        Format::Text | Format::Html => {
+            let mut out = format!("a: {a}\nb: {b}\n");
+            if d.is_empty() {
+                out.push_str("no difference\n");
+            }
+            for o in &d {
+                out.push_str(&format!(
+                    "\n== {}{}\n",
+                    o.operation,
+                    o.only_in.map(|s| format!(" (only in {s})")).unwrap_or_default()
+                ));
+                for (what, v) in [("transitions", &o.transitions), ("outcomes", &o.outcomes)] {
+                    if let Some(v) = v {
+                        out.push_str(&format!("  {what} differ:\n    a: {}\n    b: {}\n", v["a"], v["b"]));
+                    }
+                }
+                for obj in &o.objects {
+                    out.push_str(&format!("  {}:\n", obj["object"].as_str().unwrap_or("")));
+                    for c in obj["changes"].as_array().into_iter().flatten() {
+                        out.push_str(&format!("    {}: {} -> {}\n", c["path"].as_str().unwrap_or(""), c["a"], c["b"]));
+                    }
+                }
+            }
+            out
+        }
+    };
+    write_out(None, &text)
+}
