@@ -87,7 +87,7 @@ impl RateLimit {
 /// How one command ended.
 enum Finished {
     /// An outcome to journal, and the backoff the key carries into its next command.
-    Done(Outcome, Duration),
+    Done(Box<Outcome>, Duration),
     /// Leadership ended first: nothing is journaled.
     Abandoned,
 }
@@ -128,6 +128,7 @@ pub async fn run<E: Execute>(
                 let Some(key) = running.remove(&id) else { continue };
                 match finished {
                     Some(Finished::Done(outcome, carry)) => {
+                        let outcome = *outcome;
                         if carry.is_zero() { backoff.remove(&key); } else { backoff.insert(key.clone(), carry); }
                         if !outcome.result.is_success() {
                             tracing::info!(command = %outcome.command_id, op = %outcome.op, result = ?outcome.result, message = %outcome.message, "effect outcome");
@@ -195,14 +196,14 @@ async fn attempts<E: Execute>(
         };
         let next = (delay * 2).clamp(limits.backoff_base, limits.backoff_max);
         match result {
-            Ok(data) => return Finished::Done(outcome(&cmd, R::Ok, String::new(), data), Duration::ZERO),
+            Ok(data) => return Finished::Done(Box::new(outcome(&cmd, R::Ok, String::new(), data)), Duration::ZERO),
             Err((r, m)) if transient(r) && attempt < limits.attempts => {
                 tracing::debug!(command = %cmd.id, result = ?r, message = %m, "transient failure");
                 delay = next;
             }
             Err((r, m)) => {
                 let carry = if transient(r) { next } else { Duration::ZERO };
-                return Finished::Done(outcome(&cmd, r, m, OutcomeData::None), carry);
+                return Finished::Done(Box::new(outcome(&cmd, r, m, OutcomeData::None)), carry);
             }
         }
     }

@@ -16,7 +16,8 @@ use crate::record::{OutcomeData, OutcomeResult as R};
 pub(super) async fn load_hooks(client: &kube::Client, namespace: &str, release: &str, event: &str) -> Done {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let list = api
-        .list(&ListParams::default().labels(&format!("owner=helm,name={release}")))
+        // Helm's own Secret type too, not only its labels: labels are easy to imitate.
+        .list(&ListParams::default().labels(&format!("owner=helm,name={release}")).fields("type=helm.sh/release.v1"))
         .await
         .map_err(|e| classify(&e))?;
     let newest = list
@@ -39,6 +40,9 @@ pub(super) async fn load_hooks(client: &kube::Client, namespace: &str, release: 
 pub(super) async fn hook_manifest(client: &kube::Client, namespace: &str, secret: &str, hook: &str) -> Done<Value> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let s = api.get(secret).await.map_err(|e| classify(&e))?;
+    if s.type_.as_deref() != Some("helm.sh/release.v1") {
+        return Err((R::Invalid, format!("{secret} is not a Helm release record (type helm.sh/release.v1)")));
+    }
     let hooks = hooks_of(&s).map_err(|e| (R::Invalid, format!("{secret}: {e}")))?;
     hooks
         .into_iter()

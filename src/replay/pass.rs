@@ -88,7 +88,7 @@ pub fn run(src: &Source, opts: &Options) -> Result<Pass> {
     let total = src.entries.len() as u64;
     let every = (total / 100).max(1);
     for (i, e) in src.entries.iter().enumerate() {
-        if let Some(f) = opts.progress.filter(|_| total > 100_000 && i as u64 % every == 0) {
+        if let Some(f) = opts.progress.filter(|_| total > 100_000 && (i as u64).is_multiple_of(every)) {
             f(i as u64, total);
         }
         if opts.until.is_some_and(|u| e.header.seq > u)
