@@ -5,68 +5,10 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use serde_json::{Value, json};
 use vworkspace_operator::fold::{self, State};
-use vworkspace_operator::harness::Harness;
-use vworkspace_operator::record::{Record, ResourceKind};
 
-fn template(name: &str, ty: &str, engine: &str, extra: Value) -> Value {
-    let mut t = json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "OperationTemplate", "metadata": { "name": name },
-        "spec": { "types": [ty], "engine": engine, "namespaces": ["*"] } });
-    vworkspace_operator::harness::merge(&mut t["spec"], &extra);
-    t
-}
-
-/// A journal of `n` Operations, each on its own target, run to completion.
-fn journal(n: usize) -> Vec<Record> {
-    let mut h = Harness::new();
-    h.apply(ResourceKind::OperationTemplate, template("v", "Backup", "velero", json!({})));
-    h.apply(
-        ResourceKind::OperationTemplate,
-        template("j", "RunCommand", "job", json!({ "job": { "image": "busybox" } })),
-    );
-    h.apply(
-        ResourceKind::OperationTemplate,
-        template("a", "Runbook", "argoWorkflow", json!({ "argo": { "workflowTemplateRef": "t" } })),
-    );
-    let kinds = [
-        ("Backup", "velero", vec![json!({ "phase": "InProgress" }), json!({ "phase": "Completed" })]),
-        (
-            "RunCommand",
-            "job",
-            vec![
-                json!({ "active": 1 }),
-                json!({ "succeeded": 1, "conditions": [{ "type": "Complete", "status": "True" }] }),
-            ],
-        ),
-        (
-            "Runbook",
-            "argoWorkflow",
-            vec![json!({ "phase": "Running", "progress": "1/2" }), json!({ "phase": "Succeeded" })],
-        ),
-    ];
-    for i in 0..n {
-        let (ty, engine, statuses) = &kinds[i % kinds.len()];
-        let app = format!("app-{i}");
-        let cap = match *ty {
-            "Backup" => "ops.vworkspace.io/backup",
-            "RunCommand" => "ops.vworkspace.io/run-command",
-            _ => "ops.vworkspace.io/runbook",
-        };
-        h.apply(ResourceKind::ApplicationInstance, json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
-            "metadata": { "name": app, "namespace": "bench", "annotations": { cap: engine } },
-            "spec": { "chart": { "name": "c", "version": "1.0.0" } },
-            "status": { "conditions": [{ "type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z", "reason": "Ready", "message": "" }] } }));
-        let name = format!("op-{i}");
-        h.apply(ResourceKind::Operation, json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation",
-            "metadata": { "name": name, "namespace": "bench" }, "spec": { "type": ty, "engine": engine, "target": { "name": app } } }));
-        let (k, key) = h.children_of(&format!("uid-{name}"))[0].clone();
-        for st in statuses {
-            h.set_child_status(k, &key.namespace, &key.name, st.clone());
-        }
-    }
-    h.journal
-}
+mod workload;
+use workload::journal;
 
 fn bench(c: &mut Criterion) {
     let records = journal(300);

@@ -98,13 +98,32 @@ pub fn verify(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `FILE` may be `-` (standard output). A journal that a running operator holds is exported by
+/// that operator, over the socket in its directory.
 pub fn export_to(dir: &Path, file: &Path) -> Result<()> {
     if !dir.is_dir() {
         bail!("{} is not a journal directory", dir.display());
     }
+    let to_stdout = file.as_os_str() == "-";
+    let socket = dir.join(vworkspace_operator::run::EXPORT_SOCKET);
+    if let Ok(mut live) = std::os::unix::net::UnixStream::connect(&socket) {
+        let n = if to_stdout {
+            std::io::copy(&mut live, &mut std::io::stdout().lock())
+        } else {
+            let mut f = std::fs::File::create(file).with_context(|| format!("creating {}", file.display()))?;
+            std::io::copy(&mut live, &mut f).and_then(|n| f.sync_all().map(|_| n))
+        }
+        .context("reading the export from the running operator")?;
+        eprintln!("exported {n} bytes from the running operator");
+        return Ok(());
+    }
     let j = SledJournal::open_existing(dir)?;
-    let n = export::export(&j, file).with_context(|| format!("exporting to {}", file.display()))?;
-    println!("exported {n} records to {}", file.display());
+    let n = if to_stdout {
+        export::export_to(&j, &mut std::io::BufWriter::new(std::io::stdout().lock()), file)?
+    } else {
+        export::export(&j, file).with_context(|| format!("exporting to {}", file.display()))?
+    };
+    eprintln!("exported {n} records");
     Ok(())
 }
 

@@ -84,7 +84,9 @@ pub async fn run(client: kube::Client, opts: Options) -> Result<()> {
             if let Some((seq, why, aside)) = &report.quarantined {
                 tracing::error!(first_bad_seq = seq, %why, moved_to = %aside.display(), "journal damaged: quarantined; relisting from the cluster");
             }
-            Some(Arc::new(j))
+            let j = Arc::new(j);
+            tokio::spawn(serve_exports(j.clone(), dir.clone()));
+            Some(j)
         }
         None => None,
     };
@@ -107,6 +109,40 @@ pub async fn run(client: kube::Client, opts: Options) -> Result<()> {
     tokio::spawn(restart_on_leadership(leadership, tx.clone()));
     // Timers of restored Operations are re-armed by the fold after the Restart record.
     fold_loop(&mut state, journal, rx, tx, cmd_tx, &opts).await
+}
+
+/// The socket in the journal directory where `journal export` reaches a running operator: sled
+/// lets one process open a journal, so another process asks this one for the export.
+pub const EXPORT_SOCKET: &str = "export.sock";
+
+async fn serve_exports(journal: Arc<SledJournal>, dir: PathBuf) {
+    let path = dir.join(EXPORT_SOCKET);
+    let _ = std::fs::remove_file(&path);
+    let listener = match tokio::net::UnixListener::bind(&path) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "no live export socket; export from a stopped journal instead");
+            return;
+        }
+    };
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let (j, p) = (journal.clone(), path.clone());
+        tokio::task::spawn_blocking(move || {
+            let sent = stream
+                .into_std()
+                .and_then(|s| s.set_nonblocking(false).map(|_| s))
+                .map_err(|e| e.to_string())
+                .and_then(|s| {
+                    let mut w = std::io::BufWriter::new(s);
+                    vworkspace_journal::export::export_to(&j, &mut w, &p).map_err(|e| e.to_string())
+                });
+            match sent {
+                Ok(n) => tracing::info!(records = n, "journal exported over the live export socket"),
+                Err(e) => tracing::warn!(error = %e, "live export failed"),
+            }
+        });
+    }
 }
 
 async fn restart_on_leadership(mut leadership: crate::leader::Leadership, tx: UnboundedSender<RecordBody>) {

@@ -111,6 +111,18 @@ async fn no_secret_value_in_journal_logs_events_or_status() {
         }
         assert_eq!(support::phase(&ops, name).await, "Succeeded", "{name}");
     }
+    // While it runs, the journal is exported by the operator itself (sled allows one process).
+    let live = dir.path().join("live.vwj");
+    let out = Command::new(env!("CARGO_BIN_EXE_vworkspace-operator"))
+        .args(["journal", "export"])
+        .arg(&journal)
+        .arg(&live)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "live export: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("from the running operator"));
+    let live_records = export::read(&live).unwrap().iter().filter(|i| matches!(i, Item::Record(_))).count();
+    assert!(live_records > 20, "{live_records} records in the live export");
     operator.kill().unwrap();
     operator.wait().unwrap();
     sims.abort();

@@ -41,6 +41,14 @@ fn frame(out: &mut impl Write, ty: u8, bytes: &[u8]) -> std::io::Result<()> {
 pub fn export(journal: &SledJournal, path: &Path) -> Result<u64> {
     let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
     let mut out = BufWriter::new(file);
+    let count = export_to(journal, &mut out, path)?;
+    out.get_ref().sync_all().map_err(|e| Error::io(path, e))?;
+    Ok(count)
+}
+
+/// Writes an export to any writer (a file, a socket); `name` is for messages.
+pub fn export_to(journal: &SledJournal, out: &mut impl Write, name: &Path) -> Result<u64> {
+    let path = name;
     let io = |e| Error::io(path, e);
     out.write_all(MAGIC).map_err(io)?;
     out.write_all(&EXPORT_VERSION.to_le_bytes()).map_err(io)?;
@@ -50,21 +58,20 @@ pub fn export(journal: &SledJournal, path: &Path) -> Result<u64> {
         b.extend_from_slice(&lz4_flex::compress_prepend_size(&state));
         let crc = crc32c::crc32c(&b);
         b.extend_from_slice(&crc.to_le_bytes());
-        frame(&mut out, SNAPSHOT, &b).map_err(io)?;
+        frame(out, SNAPSHOT, &b).map_err(io)?;
     }
     let mut count = 0u64;
     for seq in first_seq(journal)..=journal.last_seq() {
         if let Some(raw) = journal.raw(seq)? {
             envelope::decode_header(seq, &raw)?;
-            frame(&mut out, RECORD, &raw).map_err(io)?;
+            frame(out, RECORD, &raw).map_err(io)?;
             count += 1;
         }
     }
     let mut end = count.to_le_bytes().to_vec();
     end.extend_from_slice(&crc32c::crc32c(&count.to_le_bytes()).to_le_bytes());
-    frame(&mut out, END, &end).map_err(io)?;
+    frame(out, END, &end).map_err(io)?;
     out.flush().map_err(io)?;
-    out.get_ref().sync_all().map_err(io)?;
     Ok(count)
 }
 

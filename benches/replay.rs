@@ -1,0 +1,72 @@
+//! Replay throughput (issue 7's targets), harness-free because a 1M-record run does not fit
+//! criterion's sampling. Prints one line per figure:
+//! - fold-only replay, warm: records already in memory, decoded and folded;
+//! - fold-only replay, cold: the journal directory opened, read, decompressed and folded;
+//! - full replay of an export: read the file, fold, and build every timeline.
+//!
+//! Run: `cargo bench --bench replay` (`VW_RECORDS=200000` for a shorter run).
+
+use std::time::Instant;
+
+use vworkspace_journal::{Journal, SledJournal, export};
+use vworkspace_operator::journal_codec;
+use vworkspace_operator::replay::{pass, source};
+
+mod workload;
+
+fn main() {
+    let want: usize = std::env::var("VW_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let per_op = workload::journal(30).len() / 30;
+    let ops = want / per_op + 1;
+    let t = Instant::now();
+    let records = workload::journal(ops);
+    println!("generated {} records of {ops} Operations in {:.1?}", records.len(), t.elapsed());
+
+    let dir = tempfile::tempdir().unwrap();
+    let jdir = dir.path().join("journal");
+    let (j, _) = SledJournal::open(&jdir).unwrap();
+    for chunk in records.chunks(4096) {
+        j.append(chunk.iter().map(journal_codec::to_entry).collect()).unwrap();
+    }
+    j.durable().unwrap();
+    let file = dir.path().join("journal.vwj");
+    export::export(&j, &file).unwrap();
+    drop(j);
+    SledJournal::close(&jdir);
+    let n = records.len() as f64;
+    drop(records);
+
+    // Cold: open, read, decompress, decode and fold.
+    let t = Instant::now();
+    let src = source::load(&jdir).unwrap();
+    let loaded = t.elapsed();
+    let p = pass::run(&src, &pass::Options::default()).unwrap();
+    let cold = t.elapsed();
+    assert_eq!(p.records as f64, n);
+    println!(
+        "fold-only replay, cold from the journal directory: {:.0} records/s ({cold:.2?}; reading {loaded:.2?})",
+        n / cold.as_secs_f64()
+    );
+
+    // Warm: the same records already in memory.
+    let t = Instant::now();
+    let p = pass::run(&src, &pass::Options::default()).unwrap();
+    let warm = t.elapsed();
+    println!("fold-only replay, warm (in memory): {:.0} records/s ({warm:.2?})", p.records as f64 / warm.as_secs_f64());
+    drop(src);
+    SledJournal::close(&jdir);
+
+    // Full: the export file, with every timeline and the divergence check.
+    let t = Instant::now();
+    let src = source::load(&file).unwrap();
+    let opts = pass::Options { check: true, timeline: true, ..Default::default() };
+    let p = pass::run(&src, &opts).unwrap();
+    let full = t.elapsed();
+    assert!(p.divergence.is_none());
+    println!(
+        "full replay of a {:.0}-record export ({} MB) with timelines and --check: {full:.2?} ({:.0} records/s)",
+        n,
+        std::fs::metadata(&file).unwrap().len() / 1_000_000,
+        n / full.as_secs_f64()
+    );
+}
