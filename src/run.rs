@@ -84,11 +84,14 @@ pub async fn run(client: kube::Client, opts: Options) -> Result<()> {
             if let Some((seq, why, aside)) = &report.quarantined {
                 tracing::error!(first_bad_seq = seq, %why, moved_to = %aside.display(), "journal damaged: quarantined; relisting from the cluster");
             }
-            let j = Arc::new(j);
-            tokio::spawn(serve_exports(j.clone(), dir.clone()));
-            Some(j)
+            Some(Arc::new(j))
         }
         None => None,
+    };
+    // Ends with this function (a dropped run must release the journal for the next one).
+    let _exports = match (&journal, &opts.journal) {
+        (Some(j), Some(dir)) => Some(AbortOnDrop(tokio::spawn(serve_exports(j.clone(), dir.clone())))),
+        _ => None,
     };
     let (mut state, replayed) = match &journal {
         Some(j) => restore(j)?,
@@ -109,6 +112,14 @@ pub async fn run(client: kube::Client, opts: Options) -> Result<()> {
     tokio::spawn(restart_on_leadership(leadership, tx.clone()));
     // Timers of restored Operations are re-armed by the fold after the Restart record.
     fold_loop(&mut state, journal, rx, tx, cmd_tx, &opts).await
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The socket in the journal directory where `journal export` reaches a running operator: sled

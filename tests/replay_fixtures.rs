@@ -46,7 +46,7 @@ fn replay_text(path: &Path, check: bool) -> (String, bool) {
     (view::text(&v), p.divergence.is_none())
 }
 
-const SCENARIOS: [&str; 9] = [
+const SCENARIOS: [&str; 10] = [
     "velero-backup-succeeds",
     "velero-backup-partially-fails",
     "velero-restore",
@@ -56,7 +56,55 @@ const SCENARIOS: [&str; 9] = [
     "cancelled",
     "two-queued-on-one-target",
     "operator-restart-mid-flight",
+    "relist-after-410-gone",
 ];
+
+/// A TCP proxy between the operator and the API server that can cut every connection and
+/// refuse new ones for a while: the operator's watches then resume from resourceVersions that
+/// etcd has compacted away, and get 410 Gone.
+struct Proxy {
+    port: u16,
+    cut: tokio::sync::watch::Sender<u64>,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    async fn start(upstream: std::net::SocketAddr) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (cut, cuts) = tokio::sync::watch::channel(0u64);
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let gate = open.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { continue };
+                if !gate.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let mut cuts = cuts.clone();
+                cuts.mark_unchanged();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cuts.changed() => {}
+                    }
+                });
+            }
+        });
+        Self { port, cut, open }
+    }
+
+    fn cut_and_block(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cut.send_modify(|g| *g += 1);
+    }
+
+    fn reopen(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
 
 #[test]
 fn every_fixture_replays_with_check_and_matches_its_golden_timeline() {
@@ -101,8 +149,29 @@ fn the_cli_output_is_byte_identical_across_runs_in_every_format() {
 /// One scenario on its own control plane; returns the export's path.
 async fn record(name: &str, binary: &Path) {
     let dir = tempfile::tempdir().unwrap();
-    let cp = ControlPlane::start(binary, dir.path(), &["--cleanup"]).unwrap();
+    // For 410 Gone: compact etcd every second and serve watches from etcd, not a cache.
+    let gone = name == "relist-after-410-gone";
+    let args: &[&str] = if gone {
+        &["--cleanup", "--etcd-compaction-interval=1s", "--", "--watch-cache=false"]
+    } else {
+        &["--cleanup"]
+    };
+    let cp = ControlPlane::start(binary, dir.path(), args).unwrap();
     let client = cp.client("admin").await.unwrap();
+    let mut proxy = None;
+    let operator_client = if gone {
+        let kc = kube::config::Kubeconfig::read_from(&cp.kubeconfig).unwrap();
+        let opts = kube::config::KubeConfigOptions { context: Some("admin".into()), ..Default::default() };
+        let mut cfg = kube::Config::from_custom_kubeconfig(kc, &opts).await.unwrap();
+        let upstream =
+            format!("{}:{}", cfg.cluster_url.host().unwrap(), cfg.cluster_url.port_u16().unwrap()).parse().unwrap();
+        let p = Proxy::start(upstream).await;
+        cfg.cluster_url = format!("https://127.0.0.1:{}", p.port).parse().unwrap();
+        proxy = Some(p);
+        kube::Client::try_from(cfg).unwrap()
+    } else {
+        client.clone()
+    };
     install::install_all(&client, &support::repo()).await.unwrap();
     let ns = "shop";
     let create_ns = |n: &str| json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": n } });
@@ -146,7 +215,7 @@ async fn record(name: &str, binary: &Path) {
     let journal = dir.path().join("journal");
     let opts =
         run::Options { journal: Some(journal.clone()), rediscover: Duration::from_secs(2), ..Default::default() };
-    let mut operator = tokio::spawn(run::run(client.clone(), opts.clone()));
+    let mut operator = tokio::spawn(run::run(operator_client.clone(), opts.clone()));
     let op = |oname: &str, ty: &str, engine: Option<&str>, scenario: &str, params: Value, extra: Value| {
         let mut spec = json!({ "type": ty, "target": { "name": "shop" }, "parameters": params });
         if let Some(e) = engine {
@@ -222,8 +291,26 @@ async fn record(name: &str, binary: &Path) {
             operator.abort();
             let _ = operator.await;
             SledJournal::close(&journal);
-            operator = tokio::spawn(run::run(client.clone(), opts.clone()));
+            operator = tokio::spawn(run::run(operator_client.clone(), opts.clone()));
             wait("nightly", &["Succeeded"]).await;
+        }
+        "relist-after-410-gone" => {
+            submit(op("first", "RunCommand", None, "succeed", json!({}), json!({}))).await;
+            wait("first", &["Succeeded"]).await;
+            // Cut the operator off; while it is away, the world moves on and etcd compacts.
+            let p = proxy.as_ref().unwrap();
+            p.cut_and_block();
+            let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), ns);
+            for i in 0..20 {
+                let cm = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": format!("churn-{i}"), "namespace": ns } });
+                cms.create(&Default::default(), &serde_json::from_value(cm).unwrap()).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            submit(op("second", "RunCommand", None, "succeed", json!({}), json!({}))).await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            p.reopen();
+            // The watches resume, get 410 Gone, relist, and find the Operation created meanwhile.
+            wait("second", &["Succeeded"]).await;
         }
         other => panic!("unknown scenario {other}"),
     }

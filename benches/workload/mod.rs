@@ -14,6 +14,12 @@ fn template(name: &str, ty: &str, engine: &str, extra: Value) -> Value {
 
 /// A journal of `n` Operations, each on its own target, run to completion.
 pub fn journal(n: usize) -> Vec<Record> {
+    journal_from(n, 0)
+}
+
+/// The same, with Operations and targets numbered from `first` (for journals built in chunks:
+/// the model harness slows down as it holds more objects).
+pub fn journal_from(n: usize, first: usize) -> Vec<Record> {
     let mut h = Harness::new();
     h.apply(ResourceKind::OperationTemplate, template("v", "Backup", "velero", json!({})));
     h.apply(
@@ -40,7 +46,7 @@ pub fn journal(n: usize) -> Vec<Record> {
             vec![json!({ "phase": "Running", "progress": "1/2" }), json!({ "phase": "Succeeded" })],
         ),
     ];
-    for i in 0..n {
+    for i in first..first + n {
         let (ty, engine, statuses) = &kinds[i % kinds.len()];
         let app = format!("app-{i}");
         let cap = match *ty {
