@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::command::Command;
 use crate::key::OpKey;
@@ -184,8 +185,20 @@ async fn attempts<E: Execute>(
             return Finished::Abandoned;
         };
         attempt += 1;
+        // One span per API attempt; never the manifest or a message (they may quote values).
+        let span = tracing::info_span!(
+            "effect",
+            otel.name = cmd.action.name(),
+            k8s.namespace.name = %cmd.op.namespace,
+            operation = %cmd.op.name,
+            command = %cmd.id,
+            lease.epoch = term.epoch,
+            attempt,
+            result = tracing::field::Empty,
+        );
+        let call = exec.execute(&cmd, term.epoch).instrument(span.clone());
         let result = tokio::select! {
-            r = exec.execute(&cmd, term.epoch) => r,
+            r = call => r,
             _ = tokio::time::sleep_until(term.valid_until) => {
                 // Renewals move the deadline; only a term that really ended stops us.
                 match leader::current(&leadership) {
@@ -194,6 +207,7 @@ async fn attempts<E: Execute>(
                 }
             }
         };
+        span.record("result", format!("{:?}", result.as_ref().map(|_| R::Ok).unwrap_or_else(|(r, _)| *r)).as_str());
         let next = (delay * 2).clamp(limits.backoff_base, limits.backoff_max);
         match result {
             Ok(data) => return Finished::Done(Box::new(outcome(&cmd, R::Ok, String::new(), data)), Duration::ZERO),

@@ -21,3 +21,4 @@ pub mod record;
 pub mod replay;
 pub mod run;
 pub mod sim;
+pub mod telemetry;

@@ -13,11 +13,18 @@ use vworkspace_operator::crdgen;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    // The OTLP exporter (when configured) runs on this runtime.
+    let telemetry = {
+        let _in_runtime = rt.enter();
+        vworkspace_operator::telemetry::init(std::io::stderr().is_terminal())
+    };
+    let result = command(cli, &rt);
+    drop(telemetry);
+    result
+}
+
+fn command(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     match cli.command {
         Command::Crds { out_dir: None } => {
             std::io::stdout().write_all(crdgen::render_all()?.as_bytes())?;
@@ -40,7 +47,6 @@ fn main() -> anyhow::Result<()> {
             JournalCommand::Import { file, dir } => journal_cli::import_from(&file, &dir)?,
         },
         Command::Run { journal, no_leader_elect, lease, max_concurrent, api_qps, api_burst } => {
-            let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
             rt.block_on(async {
                 let client = kube::Client::try_default()
                     .await
@@ -63,10 +69,10 @@ fn main() -> anyhow::Result<()> {
             })?;
         }
         Command::Dev { once, repo, state_dir } => {
-            let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
-            let processes = rt.block_on(dev::run(dev::Options { once, repo, state_dir }));
-            // Stop every task (watches included) before the control plane goes away.
-            drop(rt);
+            // Its own runtime: every task (watches included) stops before the control plane goes.
+            let dev_rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            let processes = dev_rt.block_on(dev::run(dev::Options { once, repo, state_dir }));
+            drop(dev_rt);
             drop(processes?);
         }
     }

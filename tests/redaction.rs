@@ -2,8 +2,8 @@
 //! every way it can: a prerequisite Secret that appears later, a Secret created with `kubectl
 //! apply` (so its last-applied annotation holds the value), a secret parameter given as a
 //! reference, a plain env value, and a Helm release record whose hook has an env value. Then the
-//! journal export, the operator's debug logs, every Event, and every Operation's status are
-//! searched for each value: there is none. (Traces are searched once the operator emits them.)
+//! journal export, the operator's debug logs, its OTLP spans in a real Jaeger, every Event, and
+//! every Operation's status are searched for each value: there is none.
 
 mod support;
 
@@ -68,6 +68,8 @@ async fn no_secret_value_in_journal_logs_events_or_status() {
     let applied = json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "applied", "namespace": ns }, "stringData": { "v": VALUES[3] } });
     support::ok(&support::kubectl("admin", &["apply", "-f", "-"], Some(&applied.to_string())));
 
+    let jaeger = support::jaeger();
+    let service = format!("vworkspace-redaction-{}", std::process::id());
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("operator.log");
     let journal = dir.path().join("journal");
@@ -76,6 +78,9 @@ async fn no_secret_value_in_journal_logs_events_or_status() {
         .arg(&journal)
         .env("KUBECONFIG", support::kubeconfig())
         .env("RUST_LOG", "debug")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{}", jaeger.otlp_grpc))
+        .env("OTEL_SERVICE_NAME", &service)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
         .stdout(Stdio::from(std::fs::File::create(dir.path().join("stdout.log")).unwrap()))
         .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
         .spawn()
@@ -111,6 +116,8 @@ async fn no_secret_value_in_journal_logs_events_or_status() {
         }
         assert_eq!(support::phase(&ops, name).await, "Succeeded", "{name}");
     }
+    // Let the span exporter's next batch leave (every 200 ms).
+    tokio::time::sleep(Duration::from_secs(1)).await;
     // While it runs, the journal is exported by the operator itself (sled allows one process).
     let live = dir.path().join("live.vwj");
     let out = Command::new(env!("CARGO_BIN_EXE_vworkspace-operator"))
@@ -162,6 +169,22 @@ async fn no_secret_value_in_journal_logs_events_or_status() {
     for o in ops.list(&ListParams::default()).await.unwrap() {
         found.extend(leaks("status", &serde_json::to_string(&o.status).unwrap()));
     }
+    // The operator's spans, as Jaeger stores them.
+    let mut spans = 0;
+    let mut traces = String::new();
+    for _ in 0..50 {
+        let path = format!("/api/traces?service={service}&limit=1000&lookback=1h");
+        let (status, text) = vworkspace_operator::cluster::jaeger::http(jaeger.query, "GET", &path, None).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        spans = v["data"].as_array().into_iter().flatten().map(|t| t["spans"].as_array().map_or(0, Vec::len)).sum();
+        if status == 200 && spans > 10 {
+            traces = text;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(spans > 10, "the operator's spans reached Jaeger ({spans})");
+    found.extend(leaks("Jaeger spans", &traces));
     assert!(found.is_empty(), "secret values escaped:\n{}", found.join("\n"));
 
     // The values did reach where they belong: the Jobs.

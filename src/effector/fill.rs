@@ -30,6 +30,22 @@ pub fn from_manifest(target: &mut Value, source: &Value) -> Vec<String> {
     missing
 }
 
+/// The values that filling put in: where `before` had the placeholder and `after` has a value.
+pub fn values(before: &Value, after: &Value) -> Vec<String> {
+    let mut b = BTreeMap::new();
+    let mut a = BTreeMap::new();
+    collect(before, "", &mut b);
+    collect(after, "", &mut a);
+    let mut out: Vec<String> = a
+        .into_iter()
+        .filter(|(k, v)| b.get(k).is_some_and(|old| old == REDACTED && v != REDACTED && !v.is_empty()))
+        .map(|(_, v)| v)
+        .collect();
+    // Longest first, so a value that contains another is replaced whole.
+    out.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    out
+}
+
 fn walk_env(v: &mut Value, f: &mut impl FnMut(&mut Value)) {
     match v {
         Value::Object(map) => {
@@ -110,6 +126,14 @@ mod tests {
         assert_eq!(env[0]["value"], "1");
         assert_eq!(env[1]["value"], "plain", "values that were not redacted are left alone");
         assert_eq!(env[2]["value"], REDACTED, "an unknown name stays redacted and is reported");
+    }
+
+    #[test]
+    fn the_filled_values_are_known_so_messages_can_be_scrubbed() {
+        let before = json!({ "env": [{ "name": "A", "value": REDACTED }, { "name": "B", "value": "plain" }] });
+        let mut after = before.clone();
+        from_map(&mut after, &BTreeMap::from([("A".to_string(), "s3cret".to_string())]));
+        assert_eq!(values(&before, &after), ["s3cret"]);
     }
 
     #[test]

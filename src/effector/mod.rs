@@ -81,11 +81,17 @@ impl Effector {
         match &cmd.action {
             Action::CreateChild { kind, namespace, name, manifest, env_from, .. } => {
                 let mut manifest = manifest.clone();
+                let redacted = manifest.clone();
                 if let Some(source) = env_from {
                     self.fill_env(cmd, source, &mut manifest).await?;
                 }
                 manifest["metadata"]["annotations"][ANNOTATION_EPOCH] = json!(epoch.to_string());
-                self.create(*kind, namespace, name, &cmd.uid, manifest).await
+                let filled = fill::values(&redacted, &manifest);
+                // A refusal may quote a filled value back (422 messages do): it must not reach
+                // the journal or the logs.
+                self.create(*kind, namespace, name, &cmd.uid, manifest).await.map_err(|(r, m)| {
+                    (r, filled.iter().fold(m, |m, v| m.replace(v.as_str(), vworkspace_journal::redact::REDACTED)))
+                })
             }
             Action::DeleteChild { kind, namespace, name } => self
                 .child_api(*kind, namespace)
