@@ -41,4 +41,7 @@ else
   echo "NOTICE: $SNAPSHOT not found: skipping the advisories check only"
 fi
 
+# The graph covers every platform, so crates no local build downloads are needed too
+# (crates.io is reachable; the advisory database is not).
+cargo fetch --locked >/dev/null
 time "$DENY" --offline --locked check "${checks[@]}"
