@@ -41,6 +41,10 @@ fn main() {
     j.durable().unwrap();
     let file = dir.path().join("journal.vwj");
     export::export(&j, &file).unwrap();
+    // VW_KEEP=PATH keeps a copy of the export (for profiling a replay of it).
+    if let Some(keep) = std::env::var_os("VW_KEEP") {
+        std::fs::copy(&file, keep).unwrap();
+    }
     drop(j);
     SledJournal::close(&jdir);
     let n = records.len() as f64;

@@ -50,11 +50,12 @@ pub fn build(ctx: &OpContext<'_>, step: u32) -> Result<ChildSpec, Invalid> {
     spec.insert("arguments".into(), json!({ "parameters": parameters }));
     if let Some(sa) = ctx.service_account() {
         spec.insert("serviceAccountName".into(), json!(sa));
-        // Argo requires an executor ServiceAccount when the token is not automounted.
-        if !ctx.template.rbac.automount_service_account_token {
-            spec.insert("automountServiceAccountToken".into(), json!(false));
-            spec.insert("executor".into(), json!({ "serviceAccountName": sa }));
-        }
+    }
+    // The steps get no token unless the template allows it. Argo then needs an executor
+    // ServiceAccount for its own sidecar: the template's, else the namespace's `default`.
+    if !ctx.template.rbac.automount_service_account_token {
+        spec.insert("automountServiceAccountToken".into(), json!(false));
+        spec.insert("executor".into(), json!({ "serviceAccountName": ctx.service_account().unwrap_or("default") }));
     }
     // Pods of the workflow carry the Operation labels too, for cleanup and audit.
     spec.insert("podMetadata".into(), json!({ "labels": Value::Object(ctx.child_labels(step)) }));
