@@ -68,7 +68,8 @@ impl World {
 
     pub fn app(&self, key: &ObjKey) -> Option<(&Value, ApplicationInstance)> {
         let v = self.apps.get(key)?;
-        let parsed = serde_json::from_value(v.clone()).ok()?;
+        // From the borrowed value: no copy of the object.
+        let parsed = <ApplicationInstance as serde::Deserialize>::deserialize(v).ok()?;
         Some((v, parsed))
     }
 
