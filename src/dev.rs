@@ -139,8 +139,6 @@ pub async fn run(opts: Options) -> Result<Processes> {
 /// base64 of gzip of the release JSON), with two pre-upgrade hook Jobs: what
 /// `helm install --no-hooks` writes, so the helmHookJob sample has hooks to run.
 async fn write_helm_release(client: &kube::Client, ns: &str, release: &str) -> Result<()> {
-    use base64::Engine as _;
-    use std::io::Write as _;
     let hook = |name: &str, weight: i64| {
         serde_json::json!({
             "name": format!("{release}-{name}"), "kind": "Job", "path": format!("{release}/templates/hooks.yaml"),
@@ -150,15 +148,8 @@ async fn write_helm_release(client: &kube::Client, ns: &str, release: &str) -> R
     };
     let rel = serde_json::json!({ "name": release, "namespace": ns, "version": 1, "info": { "status": "deployed" },
         "hooks": [hook("db-migrate", 5), hook("db-check", -1)] });
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(rel.to_string().as_bytes())?;
-    let inner = base64::engine::general_purpose::STANDARD.encode(gz.finish()?);
-    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
-        "metadata": { "name": format!("sh.helm.release.v1.{release}.v1"), "namespace": ns,
-            "labels": { "owner": "helm", "name": release, "version": "1", "status": "deployed" } },
-        "type": "helm.sh/release.v1",
-        "stringData": { "release": inner },
-    }))?;
+    let secret: k8s_openapi::api::core::v1::Secret =
+        serde_json::from_value(vworkspace_operator::effector::release_record(ns, release, &rel))?;
     let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), ns);
     api.patch(
         &format!("sh.helm.release.v1.{release}.v1"),

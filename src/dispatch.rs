@@ -210,19 +210,15 @@ async fn attempts<E: Execute>(
         span.record("result", format!("{:?}", result.as_ref().map(|_| R::Ok).unwrap_or_else(|(r, _)| *r)).as_str());
         let next = (delay * 2).clamp(limits.backoff_base, limits.backoff_max);
         match result {
-            Ok(data) => return Finished::Done(Box::new(outcome(&cmd, R::Ok, String::new(), data)), Duration::ZERO),
+            Ok(data) => return Finished::Done(Box::new(Outcome::of(&cmd, R::Ok, String::new(), data)), Duration::ZERO),
             Err((r, m)) if transient(r) && attempt < limits.attempts => {
                 tracing::debug!(command = %cmd.id, result = ?r, message = %m, "transient failure");
                 delay = next;
             }
             Err((r, m)) => {
                 let carry = if transient(r) { next } else { Duration::ZERO };
-                return Finished::Done(Box::new(outcome(&cmd, r, m, OutcomeData::None)), carry);
+                return Finished::Done(Box::new(Outcome::of(&cmd, r, m, OutcomeData::None)), carry);
             }
         }
     }
-}
-
-fn outcome(cmd: &Command, result: R, message: String, data: OutcomeData) -> Outcome {
-    Outcome::of(cmd, result, message, data)
 }

@@ -28,16 +28,6 @@ use vworkspace_operator::record::ChildKind;
 use vworkspace_operator::sim::controller::api_resource;
 use vworkspace_operator::{run, sim};
 
-const KINDS: [ChildKind; 7] = [
-    ChildKind::VeleroBackup,
-    ChildKind::VeleroRestore,
-    ChildKind::Workflow,
-    ChildKind::Job,
-    ChildKind::VolumeSnapshot,
-    ChildKind::ReplicationSource,
-    ChildKind::ReplicationDestination,
-];
-
 fn cases() -> Vec<(String, Value)> {
     let dir = support::repo().join("tests/bad-input");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
@@ -127,7 +117,7 @@ impl Run {
 
     async fn child(&self, ns: &str, op: &str) -> Option<(ChildKind, DynamicObject)> {
         let uid = Api::<Operation>::namespaced(self.client.clone(), ns).get(op).await.ok()?.metadata.uid?;
-        for k in KINDS {
+        for k in ChildKind::ALL {
             let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &api_resource(k));
             let lp = ListParams::default().labels(&format!("ops.vworkspace.io/operation-uid={uid}"));
             if let Some(o) = api.list(&lp).await.ok()?.items.into_iter().next() {
@@ -264,11 +254,7 @@ async fn every_bad_input_is_refused_cleanly_and_the_operator_keeps_serving() {
         tokio::spawn(sim::run(client.clone(), sim::Options { tick: Duration::from_millis(100), instant: false }));
     let apps = tokio::spawn(sim::app::run(client.clone(), Duration::from_millis(100)));
     let journal = tempfile::tempdir().unwrap();
-    let opts = run::Options {
-        journal: Some(journal.path().join("j")),
-        rediscover: Duration::from_secs(2),
-        ..Default::default()
-    };
+    let opts = support::operator_options(journal.path());
     let operator = tokio::spawn(run::run(client.clone(), opts));
 
     let cases = cases();

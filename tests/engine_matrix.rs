@@ -227,11 +227,7 @@ async fn every_type_and_engine_reaches_its_outcome() {
         tokio::spawn(sim::run(client.clone(), sim::Options { tick: Duration::from_millis(150), instant: false }));
     let apps = tokio::spawn(sim::app::run(client.clone(), Duration::from_millis(150)));
     let journal = tempfile::tempdir().unwrap();
-    let opts = run::Options {
-        journal: Some(journal.path().join("j")),
-        rediscover: Duration::from_secs(2),
-        ..Default::default()
-    };
+    let opts = support::operator_options(journal.path());
     let operator = tokio::spawn(run::run(client.clone(), opts));
 
     let op_json = |c: &Case, target: &str| {

@@ -52,11 +52,7 @@ async fn blocked_operations_start_when_their_preconditions_hold() {
     let sims =
         tokio::spawn(sim::run(client.clone(), sim::Options { tick: Duration::from_millis(300), instant: false }));
     let journal = tempfile::tempdir().unwrap();
-    let opts = run::Options {
-        journal: Some(journal.path().join("j")),
-        rediscover: Duration::from_secs(2),
-        ..Default::default()
-    };
+    let opts = support::operator_options(journal.path());
     let operator = tokio::spawn(run::run(client.clone(), opts));
     let ops: Api<Operation> = Api::namespaced(client.clone(), &ns);
     let op = |name: &str, target: &str, template: &str, scenario: &str| {

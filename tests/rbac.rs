@@ -7,10 +7,8 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::time::Duration;
 
-use base64::Engine as _;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use vworkspace_journal::{Journal, SledJournal};
@@ -79,12 +77,7 @@ fn helm_release(ns: &str) -> Value {
     let hook = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: shop-migrate\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        - name: m\n          image: busybox:1.36\n          env:\n            - name: LEVEL\n              value: debug\n";
     let rel = json!({ "name": "shop", "namespace": ns, "version": 1, "info": { "status": "deployed" },
         "hooks": [{ "name": "shop-migrate", "kind": "Job", "events": ["pre-upgrade"], "weight": 0, "manifest": hook }] });
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(rel.to_string().as_bytes()).unwrap();
-    let data = base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap());
-    json!({ "apiVersion": "v1", "kind": "Secret", "type": "helm.sh/release.v1",
-        "metadata": { "name": "sh.helm.release.v1.shop.v1", "namespace": ns, "labels": { "owner": "helm", "name": "shop", "version": "1", "status": "deployed" } },
-        "data": { "release": base64::engine::general_purpose::STANDARD.encode(data) } })
+    vworkspace_operator::effector::release_record(ns, "shop", &rel)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -27,12 +26,7 @@ fn release(ns: &str) -> Value {
     );
     let rel = json!({ "name": "shop", "namespace": ns, "version": 1,
         "hooks": [{ "name": "shop-migrate", "kind": "Job", "events": ["pre-upgrade"], "weight": 0, "manifest": hook }] });
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(rel.to_string().as_bytes()).unwrap();
-    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-    json!({ "apiVersion": "v1", "kind": "Secret", "type": "helm.sh/release.v1",
-        "metadata": { "name": "sh.helm.release.v1.shop.v1", "namespace": ns, "labels": { "owner": "helm", "name": "shop", "version": "1" } },
-        "data": { "release": b64(b64(&gz.finish().unwrap()).as_bytes()) } })
+    vworkspace_operator::effector::release_record(ns, "shop", &rel)
 }
 
 fn leaks(what: &str, text: &str) -> Vec<String> {

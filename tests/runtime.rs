@@ -53,11 +53,7 @@ async fn operations_run_end_to_end_and_survive_a_restart() {
     let ns = support::namespace("runtime").await;
     setup(&client, &ns).await;
     let journal = tempfile::tempdir().unwrap();
-    let opts = run::Options {
-        journal: Some(journal.path().join("j")),
-        rediscover: Duration::from_secs(2),
-        ..Default::default()
-    };
+    let opts = support::operator_options(journal.path());
     let sims =
         tokio::spawn(sim::run(client.clone(), sim::Options { tick: Duration::from_millis(150), instant: false }));
     let apps = tokio::spawn(sim::app::run(client.clone(), Duration::from_millis(150)));

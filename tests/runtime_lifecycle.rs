@@ -69,11 +69,7 @@ async fn finalizer_cleanup_real_helm_hooks_and_lost_journal() {
         tokio::spawn(sim::run(client.clone(), sim::Options { tick: Duration::from_millis(150), instant: false }));
     let apps = tokio::spawn(sim::app::run(client.clone(), Duration::from_millis(150)));
     let journal = tempfile::tempdir().unwrap();
-    let opts = run::Options {
-        journal: Some(journal.path().join("j")),
-        rediscover: Duration::from_secs(2),
-        ..Default::default()
-    };
+    let opts = support::operator_options(journal.path());
     let operator = tokio::spawn(run::run(client.clone(), opts.clone()));
     let ops: Api<Operation> = Api::namespaced(client.clone(), &ns);
     let op = |name: &str, ty: &str, scenario: &str| {

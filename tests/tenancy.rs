@@ -15,24 +15,6 @@ use vworkspace_operator::api::{ApplicationInstance, Operation, OperationTemplate
 use vworkspace_operator::record::ChildKind;
 use vworkspace_operator::{run, sim};
 
-const KINDS: [ChildKind; 7] = [
-    ChildKind::VeleroBackup,
-    ChildKind::VeleroRestore,
-    ChildKind::Workflow,
-    ChildKind::Job,
-    ChildKind::VolumeSnapshot,
-    ChildKind::ReplicationSource,
-    ChildKind::ReplicationDestination,
-];
-
-async fn children_anywhere(client: &kube::Client, uid: &str) -> usize {
-    let mut n = 0;
-    for k in KINDS {
-        n += support::count_children(client, k, uid).await;
-    }
-    n
-}
-
 fn kubectl_apply(context: &str, yaml: &str) -> std::process::Output {
     support::kubectl(context, &["create", "-f", "-"], Some(yaml))
 }
@@ -140,11 +122,7 @@ async fn namespace_users_cannot_act_beyond_their_rights() {
     }
     let sims = tokio::spawn(sim::run(client.clone(), sim::Options { tick: Duration::from_millis(100), instant: true }));
     let journal = tempfile::tempdir().unwrap();
-    let opts = run::Options {
-        journal: Some(journal.path().join("j")),
-        rediscover: Duration::from_secs(2),
-        ..Default::default()
-    };
+    let opts = support::operator_options(journal.path());
     let operator = tokio::spawn(run::run(client.clone(), opts));
 
     // The policy takes a moment to load: wait until it refuses bob.
@@ -248,7 +226,7 @@ async fn namespace_users_cannot_act_beyond_their_rights() {
         assert_eq!(r.as_str(), *reason, "{what}: {phase} {message}");
         assert!(message.contains(want), "{what}: {message}");
         let uid = ops_a.get(name).await.unwrap().metadata.uid.unwrap();
-        assert_eq!(children_anywhere(&client, &uid).await, 0, "{what}: a child appeared");
+        assert_eq!(support::count_children_anywhere(&client, &uid).await, 0, "{what}: a child appeared");
     }
 
     // What alice may do works, and runs as the template's ServiceAccount without a token.
@@ -305,7 +283,7 @@ async fn namespace_users_cannot_act_beyond_their_rights() {
     assert_eq!(r, "InvalidParameters");
     assert!(message.contains("does not mark it secret"), "{message}");
     let uid = ops_a.get("z1").await.unwrap().metadata.uid.unwrap();
-    assert_eq!(children_anywhere(&client, &uid).await, 0);
+    assert_eq!(support::count_children_anywhere(&client, &uid).await, 0);
     operator.abort();
     sims.abort();
 }

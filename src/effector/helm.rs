@@ -56,6 +56,22 @@ fn hooks_of(secret: &Secret) -> Result<Vec<HelmHook>, String> {
     decode_release_hooks(&raw.0)
 }
 
+/// A release record as Helm writes it: Secret `sh.helm.release.v1.<release>.v1` of type
+/// `helm.sh/release.v1`, whose `release` key holds base64 of gzip of the release JSON. The
+/// inverse of [`decode_release_hooks`]; `dev` and the tests write records with it.
+pub fn release_record(namespace: &str, release: &str, release_json: &Value) -> Value {
+    use std::io::Write as _;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    // Writing to a Vec cannot fail.
+    let _ = gz.write_all(release_json.to_string().as_bytes());
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let inner = b64(&gz.finish().unwrap_or_default());
+    serde_json::json!({ "apiVersion": "v1", "kind": "Secret", "type": "helm.sh/release.v1",
+        "metadata": { "name": format!("sh.helm.release.v1.{release}.v1"), "namespace": namespace,
+            "labels": { "owner": "helm", "name": release, "version": "1", "status": "deployed" } },
+        "data": { "release": b64(inner.as_bytes()) } })
+}
+
 /// A Helm release record (`data.release`: base64 of gzip of the release JSON) → its Job hooks,
 /// manifests converted from YAML to JSON.
 pub fn decode_release_hooks(release_b64: &[u8]) -> Result<Vec<HelmHook>, String> {
@@ -89,4 +105,26 @@ pub fn decode_release_hooks(release_b64: &[u8]) -> Result<Vec<HelmHook>, String>
         });
     }
     Ok(hooks)
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_written_record_reads_back() {
+        let rel = json!({ "name": "shop", "hooks": [
+            { "name": "m", "kind": "Job", "events": ["pre-upgrade"], "weight": 2, "manifest": "kind: Job\nspec: {}\n" },
+            { "name": "cm", "kind": "ConfigMap", "events": ["pre-upgrade"], "manifest": "kind: ConfigMap\n" }] });
+        let secret = release_record("ns", "shop", &rel);
+        assert_eq!(secret["metadata"]["name"], "sh.helm.release.v1.shop.v1");
+        let once =
+            base64::engine::general_purpose::STANDARD.decode(secret["data"]["release"].as_str().unwrap()).unwrap();
+        let hooks = decode_release_hooks(&once).unwrap();
+        assert_eq!(hooks.len(), 1, "Job hooks only");
+        assert_eq!((hooks[0].name.as_str(), hooks[0].weight), ("m", 2));
+    }
 }

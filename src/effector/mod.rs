@@ -20,7 +20,7 @@ use crate::leader::ANNOTATION_EPOCH;
 use crate::record::{ChildKind, OutcomeData, OutcomeResult as R};
 use crate::sim::controller::api_resource;
 
-pub use helm::decode_release_hooks;
+pub use helm::{decode_release_hooks, release_record};
 
 /// What one attempt got: data for the fold, or a classified failure with the server's message.
 pub type Done<T = OutcomeData> = Result<T, (R, String)>;
@@ -81,12 +81,15 @@ impl Effector {
         match &cmd.action {
             Action::CreateChild { kind, namespace, name, manifest, env_from, .. } => {
                 let mut manifest = manifest.clone();
-                let redacted = manifest.clone();
-                if let Some(source) = env_from {
-                    self.fill_env(cmd, source, &mut manifest).await?;
-                }
+                let filled = match env_from {
+                    Some(source) => {
+                        let before = manifest.clone();
+                        self.fill_env(cmd, source, &mut manifest).await?;
+                        fill::values(&before, &manifest)
+                    }
+                    None => Vec::new(),
+                };
                 manifest["metadata"]["annotations"][ANNOTATION_EPOCH] = json!(epoch.to_string());
-                let filled = fill::values(&redacted, &manifest);
                 // A refusal may quote a filled value back (422 messages do): it must not reach
                 // the journal or the logs.
                 self.create(*kind, namespace, name, &cmd.uid, manifest).await.map_err(|(r, m)| {

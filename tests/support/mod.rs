@@ -147,3 +147,21 @@ pub async fn count_children(client: &kube::Client, kind: vworkspace_operator::re
     let selector = format!("ops.vworkspace.io/operation-uid={uid}");
     api.list(&ListParams::default().labels(&selector)).await.map(|l| l.items.len()).unwrap_or(0)
 }
+
+/// Children of an Operation of every kind, counted by the UID label across all namespaces.
+pub async fn count_children_anywhere(client: &kube::Client, uid: &str) -> usize {
+    let mut n = 0;
+    for kind in vworkspace_operator::record::ChildKind::ALL {
+        n += count_children(client, kind, uid).await;
+    }
+    n
+}
+
+/// How tests run the operator in process: its journal under `dir`, engines rediscovered every 2 s.
+pub fn operator_options(dir: &Path) -> vworkspace_operator::run::Options {
+    vworkspace_operator::run::Options {
+        journal: Some(dir.join("j")),
+        rediscover: std::time::Duration::from_secs(2),
+        ..Default::default()
+    }
+}
