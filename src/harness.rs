@@ -41,6 +41,8 @@ pub struct Harness {
     pub deliver_child_events: bool,
     /// When false, status patches are not echoed back as watch events.
     pub echo_status: bool,
+    /// Check after every record that reconciling again would send nothing (`fold::unsettled`).
+    pub check_settled: bool,
 }
 
 impl Harness {
@@ -54,6 +56,10 @@ impl Harness {
         self.seq += 1;
         let rec = Record { seq: self.seq, at: self.now, body };
         let cmds = fold::step(&mut self.state, &rec);
+        if self.check_settled {
+            let again = fold::unsettled(&self.state, rec.at);
+            assert!(again.is_empty(), "after seq {} the fold is not settled: it would send {again:?}", rec.seq);
+        }
         self.journal.push(rec);
         self.commands.extend(cmds.iter().cloned());
         cmds

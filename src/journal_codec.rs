@@ -4,7 +4,8 @@
 use chrono::{DateTime, Utc};
 use vworkspace_journal::{Entry, EntryKind, NewEntry, ResourceRef};
 
-use crate::key::ObjKey;
+use crate::fold::observe::OpMeta;
+use crate::key::{ObjKey, OpKey};
 use crate::record::{Record, RecordBody, WatchEvent};
 
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +72,143 @@ pub fn to_entry(r: &Record) -> NewEntry {
 /// The record a journal entry holds.
 pub fn from_entry(e: &Entry) -> Result<Record> {
     let seq = e.header.seq;
-    let body: RecordBody = serde_json::from_slice(&e.body).map_err(|err| Error::Body { seq, why: err.to_string() })?;
+    let bad = |err: serde_json::Error| Error::Body { seq, why: err.to_string() };
+    // The header names the variant, so the body parses straight into it (a body of another
+    // variant lacks its required fields): the tagged enum would buffer the object first.
+    let body = match e.header.kind {
+        EntryKind::Observed => RecordBody::Observed(serde_json::from_slice(&e.body).map_err(bad)?),
+        EntryKind::Outcome => RecordBody::Outcome(serde_json::from_slice(&e.body).map_err(bad)?),
+        EntryKind::Timer => RecordBody::Timer(serde_json::from_slice(&e.body).map_err(bad)?),
+        EntryKind::Discovery => serde_json::from_slice(&e.body).map_err(bad)?,
+    };
     let at: DateTime<Utc> = DateTime::from_timestamp_micros(e.header.recorded_at_micros).ok_or(Error::Time { seq })?;
     Ok(Record { seq, at, body })
+}
+
+/// For an Operation watch event, what the fold reads once it knows the Operation, parsed
+/// without building the object (unknown fields are skipped, not allocated). None for any
+/// other record, or for a body the probe cannot read exactly: then the record is decoded whole.
+pub fn op_meta(e: &Entry) -> Option<(OpKey, OpMeta)> {
+    use serde::Deserialize;
+    use serde::de::IgnoredAny;
+    #[derive(Deserialize)]
+    struct Body {
+        object: Obj,
+    }
+    #[derive(Deserialize)]
+    struct Obj {
+        metadata: Meta,
+        #[serde(default)]
+        spec: Option<Spec>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Meta {
+        name: String,
+        #[serde(default)]
+        namespace: Option<String>,
+        uid: String,
+        #[serde(default)]
+        generation: Option<i64>,
+        #[serde(default)]
+        deletion_timestamp: Option<IgnoredAny>,
+        #[serde(default)]
+        finalizers: Option<Vec<String>>,
+    }
+    #[derive(Deserialize)]
+    struct Spec {
+        // Present-but-null must stay distinguishable from absent, as in `OpMeta::of`.
+        #[serde(default, deserialize_with = "present")]
+        cancel: Option<serde_json::Value>,
+    }
+    fn present<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<serde_json::Value>, D::Error> {
+        serde_json::Value::deserialize(d).map(Some)
+    }
+    let h = &e.header;
+    if h.kind != EntryKind::Observed || h.event != event_code(WatchEvent::Apply) || h.resource.kind != "Operation" {
+        return None;
+    }
+    let b: Body = serde_json::from_slice(&e.body).ok()?;
+    let m = b.object.metadata;
+    if m.uid.is_empty() {
+        return None;
+    }
+    let key = OpKey::new(m.namespace.unwrap_or_default(), m.name);
+    let cancel = match b.object.spec.and_then(|s| s.cancel) {
+        None => Some(false),
+        Some(v) => v.as_bool(),
+    };
+    let meta = OpMeta {
+        uid: m.uid,
+        generation: m.generation.unwrap_or(1),
+        deleting: m.deletion_timestamp.is_some(),
+        finalizer: m.finalizers.is_some_and(|f| f.iter().any(|s| s == crate::api::FINALIZER)),
+        cancel,
+    };
+    Some((key, meta))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use vworkspace_journal::Header;
+
+    use super::*;
+    use crate::record::{Observed, ResourceKind};
+
+    fn entry(obj: serde_json::Value) -> Entry {
+        let rec = Record {
+            seq: 1,
+            at: DateTime::from_timestamp_micros(0).unwrap(),
+            body: RecordBody::Observed(Observed {
+                resource: ResourceKind::Operation,
+                event: WatchEvent::Apply,
+                object: Some(obj),
+            }),
+        };
+        let n = to_entry(&rec);
+        let header = Header {
+            version: vworkspace_journal::FORMAT_VERSION,
+            seq: 1,
+            recorded_at_micros: 0,
+            kind: n.kind,
+            event: n.event,
+            op_key: n.op_key,
+            resource: n.resource,
+            body_len: 0,
+        };
+        Entry { header, body: serde_json::to_vec(&n.body).unwrap() }
+    }
+
+    #[test]
+    fn the_probe_reads_what_the_fold_reads_or_declines() {
+        let base = json!({ "metadata": { "name": "a", "namespace": "ns", "uid": "u", "generation": 2,
+            "finalizers": ["x", crate::api::FINALIZER], "managedFields": [{ "manager": "m" }] },
+            "spec": { "type": "Backup", "cancel": true }, "status": { "phase": "Running" } });
+        let variants = [
+            base.clone(),
+            json!({ "metadata": { "name": "a", "uid": "u" } }),
+            json!({ "metadata": { "name": "a", "uid": "u", "deletionTimestamp": null }, "spec": null }),
+            json!({ "metadata": { "name": "a", "uid": "u", "deletionTimestamp": "2026-01-01T00:00:00Z" } }),
+            json!({ "metadata": { "name": "a", "uid": "u" }, "spec": { "cancel": null } }),
+            json!({ "metadata": { "name": "a", "uid": "u" }, "spec": { "cancel": "yes" } }),
+            json!({ "metadata": { "name": "a", "uid": "u", "finalizers": null, "namespace": null } }),
+        ];
+        for obj in variants {
+            let e = entry(obj.clone());
+            let (key, meta) = op_meta(&e).unwrap_or_else(|| panic!("probe declined {obj}"));
+            assert_eq!(meta, OpMeta::of(&obj), "for {obj}");
+            let k = ObjKey::of(&obj).unwrap();
+            assert_eq!(key, OpKey::new(k.namespace, k.name));
+        }
+        // Bodies the probe cannot read exactly are decoded whole instead.
+        for obj in [
+            json!({ "metadata": { "name": "a", "uid": "" } }),
+            json!({ "metadata": { "name": "a", "uid": "u", "generation": "2" } }),
+            json!({ "metadata": { "name": "a", "uid": "u", "finalizers": [1] } }),
+            json!({ "metadata": { "name": "a", "uid": "u" }, "spec": "x" }),
+        ] {
+            assert_eq!(op_meta(&entry(obj.clone())), None, "for {obj}");
+        }
+    }
 }

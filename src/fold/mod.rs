@@ -75,13 +75,38 @@ pub fn step(state: &mut State, record: &Record) -> Vec<Command> {
         }
         RecordBody::Outcome(o) => {
             if let Some(op) = state.ops.get_mut(&o.op) {
-                outcome::apply(op, o, record.at, &mut out);
-                touched.ops.insert(o.op.clone());
+                if outcome::apply(op, o, record.at, &mut out) {
+                    touched.ops.insert(o.op.clone());
+                }
             }
         }
     }
     reconcile_touched(state, touched, record.at, &mut out);
     out
+}
+
+/// What reconciling every Operation once more at `now` would send. The fold skips records
+/// that change nothing an Operation reads (echoes of its own writes, answered Events), which
+/// is sound only if each reconcile leaves nothing undone: this is empty after every record.
+pub fn unsettled(state: &State, now: chrono::DateTime<chrono::Utc>) -> Vec<Command> {
+    let mut again = state.clone();
+    let mut out = Vec::new();
+    reconcile_touched(&mut again, Touched { all: true, ..Default::default() }, now, &mut out);
+    out
+}
+
+/// Folds an Operation watch event known only by what `OpMeta` holds, when that is enough: true
+/// when the record is already folded or is an echo (`step` would change nothing but `last_seq`).
+/// Replay and restart use it to skip decoding those records whole.
+pub fn skip_echo(state: &mut State, seq: u64, key: &OpKey, meta: &observe::OpMeta) -> bool {
+    if seq != 0 && seq <= state.last_seq {
+        return true;
+    }
+    if !observe::is_echo(state, key, meta) {
+        return false;
+    }
+    state.last_seq = state.last_seq.max(seq);
+    true
 }
 
 /// Whether every watched kind has finished its first list: before that, absence means nothing.

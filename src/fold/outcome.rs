@@ -8,10 +8,20 @@ use crate::command::Command;
 use crate::engine::helm_hook;
 use crate::record::{Outcome, OutcomeData, OutcomeResult as R};
 
-pub(crate) fn apply(op: &mut OpState, o: &Outcome, now: DateTime<Utc>, out: &mut Vec<Command>) {
+/// Folds an outcome; false when it changed nothing the Operation's reconcile reads (an Event
+/// sent, a status written), so the fold skips reconciling it: half of all records are these.
+pub(crate) fn apply(op: &mut OpState, o: &Outcome, now: DateTime<Utc>, out: &mut Vec<Command>) -> bool {
     // Unknown or repeated outcomes change nothing: the effect was already folded.
-    let Some(pending) = op.pending.remove(&o.command_id) else { return };
+    let Some(pending) = op.pending.remove(&o.command_id) else { return false };
     let ok = o.result.is_success();
+    let inert = match pending {
+        Pending::Event | Pending::RemoveFinalizer | Pending::DeleteOperation => true,
+        Pending::Status => ok || o.result == R::NotFound,
+        _ => false,
+    };
+    if inert {
+        return false;
+    }
     match pending {
         Pending::Create { step } => create(op, step, o, now, out),
         Pending::Stop { .. } => {
@@ -24,12 +34,8 @@ pub(crate) fn apply(op: &mut OpState, o: &Outcome, now: DateTime<Utc>, out: &mut
                 op.finish(false, reason::CANCELLED, msg, now, out);
             }
         }
-        Pending::Status => {
-            if !ok && o.result != R::NotFound {
-                // Send it again on the next reconcile.
-                op.last_status = None;
-            }
-        }
+        // Send it again on the next reconcile.
+        Pending::Status => op.last_status = None,
         Pending::CleanupDelete { .. } => {
             if !ok && o.result != R::NotFound {
                 // Keep the finalizer until the child in Velero's namespace is really gone.
@@ -103,6 +109,7 @@ pub(crate) fn apply(op: &mut OpState, o: &Outcome, now: DateTime<Utc>, out: &mut
             }
         }
     }
+    true
 }
 
 /// Forbidden or invalid ends the Operation; anything else is retried (the effector backs off).

@@ -160,10 +160,20 @@ pub fn reconcile(op: &mut OpState, env: &Env<'_>, out: &mut Vec<Command>) {
         emit_status(op, env, out);
         return;
     }
+    advance(op, env, out);
+    emit_status(op, env, out);
+    // What follows the end (retention) is armed now: no later record need arrive to do it.
+    if op.is_terminal() {
+        after_terminal(op, env, out);
+    }
+}
+
+/// Deadline, acceptance and the engine, for an Operation that has not finished.
+fn advance(op: &mut OpState, env: &Env<'_>, out: &mut Vec<Command>) {
+    let now = env.now;
     if let Some(deadline) = op.deadline() {
         if now >= deadline {
             deadline_exceeded(op, op.kind, now, out);
-            emit_status(op, env, out);
             return;
         }
         op.arm(TimerKind::Deadline, deadline, out);
@@ -177,7 +187,6 @@ pub fn reconcile(op: &mut OpState, env: &Env<'_>, out: &mut Vec<Command>) {
     {
         drive(op, k, env, out);
     }
-    emit_status(op, env, out);
 }
 
 /// Acceptance and preconditions, up to the start.
@@ -371,17 +380,22 @@ fn drive(op: &mut OpState, kind: EngineKind, env: &Env<'_>, out: &mut Vec<Comman
             );
             return;
         };
+        // Built once when the step is first planned, and used for its create right after.
+        let mut built = None;
         if op.steps.len() <= i as usize {
             match kind.build(&o.ctx(op), i, &hooks) {
-                Ok(c) => op.steps.push(StepState {
-                    step: i,
-                    kind: c.kind,
-                    namespace: c.namespace,
-                    name: c.name,
-                    create: CreateState::NotSent,
-                    seen: false,
-                    done: false,
-                }),
+                Ok(c) => {
+                    op.steps.push(StepState {
+                        step: i,
+                        kind: c.kind,
+                        namespace: c.namespace.clone(),
+                        name: c.name.clone(),
+                        create: CreateState::NotSent,
+                        seen: false,
+                        done: false,
+                    });
+                    built = Some(c);
+                }
                 Err(e) => {
                     op.finish(false, reason::ENGINE_REJECTED, e.message, now, out);
                     return;
@@ -404,7 +418,10 @@ fn drive(op: &mut OpState, kind: EngineKind, env: &Env<'_>, out: &mut Vec<Comman
         }
         match op.steps[i as usize].create {
             CreateState::NotSent => {
-                let child = kind.build(&o.ctx(op), i, &hooks);
+                let child = match built {
+                    Some(c) => Ok(c),
+                    None => kind.build(&o.ctx(op), i, &hooks),
+                };
                 match child {
                     Ok(c) => {
                         op.steps[i as usize].create = CreateState::Sent;
@@ -742,10 +759,12 @@ pub fn build_status(op: &OpState, now: DateTime<Utc>) -> OperationStatus {
 /// Sends the status when anything but the running duration changed.
 fn emit_status(op: &mut OpState, env: &Env<'_>, out: &mut Vec<Command>) {
     let status = build_status(op, env.now);
-    let same = op.last_status.as_ref().is_some_and(|last| {
-        let mut a = last.clone();
-        a.duration = status.duration.clone();
-        a == status
+    // Compared in place, with the duration swapped in for the check (no copy of the status).
+    let same = op.last_status.as_mut().is_some_and(|last| {
+        let duration = std::mem::replace(&mut last.duration, status.duration.clone());
+        let same = *last == status;
+        last.duration = duration;
+        same
     });
     if !same {
         op.last_status = Some(status.clone());

@@ -15,7 +15,7 @@ use crate::command::{Action, Command};
 use crate::fold::{self, State};
 use crate::journal_codec;
 use crate::key::{ObjKey, OpKey};
-use crate::record::{Record, RecordBody, ResourceKind};
+use crate::record::{Record, RecordBody, ResourceKind, WatchEvent};
 
 #[derive(Clone, Debug, Default)]
 pub struct Options {
@@ -42,7 +42,26 @@ pub struct Item {
     pub kind: &'static str,
     pub text: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<Value>,
+    pub detail: Option<Detail>,
+}
+
+/// What clicking an item shows. Kept unserialized until output: most replays print text, and
+/// rendering every status and manifest as JSON up front doubled a timeline replay's time.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Detail {
+    /// A field-level diff of an observed object.
+    Diff(Value),
+    /// A command this build issued: its ID, digest and action.
+    Command(Box<Command>),
+}
+
+impl Serialize for Detail {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Detail::Diff(v) => v.serialize(s),
+            Detail::Command(c) => json!({ "id": c.id, "digest": c.digest(), "action": c.action }).serialize(s),
+        }
+    }
 }
 
 /// The first place where this build decides differently from the recorded run.
@@ -97,6 +116,9 @@ pub fn run(src: &Source, opts: &Options) -> Result<Pass> {
             p.stopped = true;
             break;
         }
+        if !opts.diffs && p.echo(e, opts) {
+            continue;
+        }
         let rec = journal_codec::from_entry(e)?;
         if p.first_seq == 0 {
             p.first_seq = rec.seq;
@@ -112,6 +134,27 @@ pub fn run(src: &Source, opts: &Options) -> Result<Pass> {
 }
 
 impl Pass {
+    /// Folds an Operation event that only echoes the operator's own write from its header and
+    /// a probe of the body, without decoding the object; false when it must be decoded whole.
+    fn echo(&mut self, e: &Entry, opts: &Options) -> bool {
+        let seq = e.header.seq;
+        let Some(at) = DateTime::from_timestamp_micros(e.header.recorded_at_micros) else { return false };
+        let Some((key, meta)) = journal_codec::op_meta(e) else { return false };
+        if !fold::skip_echo(&mut self.state, seq, &key, &meta) {
+            return false;
+        }
+        if self.first_seq == 0 {
+            self.first_seq = seq;
+        }
+        if opts.timeline && opts.op.as_ref().is_none_or(|o| *o == key) {
+            let text = observed_text(e, WatchEvent::Apply, ResourceKind::Operation);
+            self.timelines.entry(key).or_default().push(Item { seq, at, kind: "record", text, detail: None });
+        }
+        self.records += 1;
+        self.last_seq = seq;
+        true
+    }
+
     /// False at the first divergence (recorded in `self.divergence`).
     fn check(&mut self, rec: &Record) -> bool {
         let RecordBody::Outcome(o) = &rec.body else { return true };
@@ -183,7 +226,7 @@ impl Pass {
         touched.sort();
         touched.dedup();
         touched.retain(|k| opts.op.as_ref().is_none_or(|o| o == k));
-        let diff = if opts.diffs { self.diff_object(rec) } else { None };
+        let diff = if opts.diffs { self.diff_object(rec).map(Detail::Diff) } else { None };
         for k in touched {
             let line = self.timelines.entry(k.clone()).or_default();
             let (kind, text) = record_text(e, rec);
@@ -227,7 +270,7 @@ impl Pass {
                     at: rec.at,
                     kind: "command",
                     text: command_text(c),
-                    detail: Some(json!({ "id": c.id, "digest": c.digest(), "action": c.action })),
+                    detail: Some(Detail::Command(Box::new(c.clone()))),
                 });
             }
         }
@@ -267,17 +310,8 @@ impl Pass {
 }
 
 fn record_text(e: &Entry, rec: &Record) -> (&'static str, String) {
-    let h = &e.header;
     match &rec.body {
-        RecordBody::Observed(o) => {
-            let r = &h.resource;
-            let what = if r.name.is_empty() {
-                format!("{} relist", o.resource.name())
-            } else {
-                format!("{} {}/{} rv={}", r.kind, r.namespace, r.name, r.resource_version)
-            };
-            ("record", format!("observed {:?} {what}", o.event))
-        }
+        RecordBody::Observed(o) => ("record", observed_text(e, o.event, o.resource)),
         RecordBody::Outcome(o) => {
             let msg = if o.message.is_empty() { String::new() } else { format!(": {}", o.message) };
             (
@@ -293,6 +327,16 @@ fn record_text(e: &Entry, rec: &Record) -> (&'static str, String) {
         RecordBody::Discovery(d) => ("record", format!("discovery: {} engine CRD(s) installed", d.installed.len())),
         RecordBody::Restart => ("record", "restart: commands in flight are derived again".into()),
     }
+}
+
+fn observed_text(e: &Entry, event: WatchEvent, resource: ResourceKind) -> String {
+    let r = &e.header.resource;
+    let what = if r.name.is_empty() {
+        format!("{} relist", resource.name())
+    } else {
+        format!("{} {}/{} rv={}", r.kind, r.namespace, r.name, r.resource_version)
+    };
+    format!("observed {event:?} {what}")
 }
 
 pub fn command_text(c: &Command) -> String {

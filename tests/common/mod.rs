@@ -111,6 +111,7 @@ pub fn operation(name: &str, ty: &str, engine: Option<&str>, params: Value) -> V
 /// A harness with every template and a Ready target `shop`.
 pub fn world() -> Harness {
     let mut h = Harness::new();
+    h.check_settled = true;
     for t in all_templates() {
         h.apply(ResourceKind::OperationTemplate, t);
     }
