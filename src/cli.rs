@@ -13,6 +13,15 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log format on stderr: `text`, or `json` lines carrying the span's Operation and trace ID.
+    #[arg(long, global = true, value_enum, env = "VW_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -43,6 +52,12 @@ pub enum Command {
         /// Attempts allowed above the rate in a burst.
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=100_000))]
         api_burst: u32,
+        /// `/metrics`, `/healthz`, `/readyz` and `/loglevel`; `off` serves none.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        http_addr: String,
+        /// Audit records (JSON lines): a file, or `-` for stdout (logs go to stderr).
+        #[arg(long, default_value = "-")]
+        audit_log: String,
     },
     /// Replay a journal offline with the operator's own fold: timelines, state at a moment,
     /// `--check` for divergence (upgrade safety), and `replay diff A B`.
@@ -93,6 +108,10 @@ pub struct ReplayArgs {
     /// Write here instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Also re-emit every Operation's trace to this OTLP/gRPC endpoint (e.g. Jaeger's
+    /// http://localhost:4317): the same trace IDs and spans the operator sent live.
+    #[arg(long)]
+    pub otlp: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

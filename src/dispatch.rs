@@ -189,13 +189,19 @@ async fn attempts<E: Execute>(
         let span = tracing::info_span!(
             "effect",
             otel.name = cmd.action.name(),
-            k8s.namespace.name = %cmd.op.namespace,
-            operation = %cmd.op.name,
+            operation = %cmd.op,
+            trace_id = %crate::signals::ids::trace_id(&cmd.uid),
             command = %cmd.id,
             lease.epoch = term.epoch,
             attempt,
             result = tracing::field::Empty,
         );
+        // In the Operation's trace, under its root span.
+        #[cfg(feature = "otlp")]
+        if let Some(cx) = crate::signals::spans::parent(&cmd.uid) {
+            use tracing_opentelemetry::OpenTelemetrySpanExt;
+            let _ = span.set_parent(cx);
+        }
         let call = exec.execute(&cmd, term.epoch).instrument(span.clone());
         let result = tokio::select! {
             r = call => r,

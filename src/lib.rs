@@ -12,13 +12,16 @@ pub mod engine;
 pub mod fold;
 #[doc(hidden)]
 pub mod harness;
+pub mod http;
 pub mod ingest;
 pub mod journal_codec;
 pub mod json;
 pub mod key;
 pub mod leader;
+pub mod metrics;
 pub mod record;
 pub mod replay;
 pub mod run;
+pub mod signals;
 pub mod sim;
 pub mod telemetry;

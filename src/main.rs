@@ -17,7 +17,7 @@ fn main() -> anyhow::Result<()> {
     // The OTLP exporter (when configured) runs on this runtime.
     let telemetry = {
         let _in_runtime = rt.enter();
-        vworkspace_operator::telemetry::init(std::io::stderr().is_terminal())
+        vworkspace_operator::telemetry::init(std::io::stderr().is_terminal(), cli.log_format == cli::LogFormat::Json)
     };
     let result = command(cli, &rt);
     drop(telemetry);
@@ -46,7 +46,11 @@ fn command(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
             JournalCommand::Export { dir, file } => journal_cli::export_to(&dir, &file)?,
             JournalCommand::Import { file, dir } => journal_cli::import_from(&file, &dir)?,
         },
-        Command::Run { journal, no_leader_elect, lease, max_concurrent, api_qps, api_burst } => {
+        Command::Run { journal, no_leader_elect, lease, max_concurrent, api_qps, api_burst, http_addr, audit_log } => {
+            let http = match http_addr.as_str() {
+                "off" => None,
+                a => Some(a.parse().with_context(|| format!("--http-addr {a:?} is not HOST:PORT or off"))?),
+            };
             rt.block_on(async {
                 let client = kube::Client::try_default()
                     .await
@@ -63,6 +67,8 @@ fn command(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
                         burst: api_burst,
                         ..Default::default()
                     },
+                    http,
+                    audit: Some(audit_log.into()),
                     ..Default::default()
                 };
                 vworkspace_operator::run::run(client, opts).await.context("the operator stopped")

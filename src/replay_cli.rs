@@ -42,6 +42,7 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
         timeline: true,
         diffs: args.format == Format::Html,
         progress: Some(progress),
+        signals: args.otlp.is_some(),
     };
     let p = pass::run(&src, &opts)?;
     if let Some(k) = &op
@@ -56,10 +57,44 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
         Format::Html => html::page(&v),
     };
     write_out(args.out.as_deref(), &text)?;
+    if let Some(endpoint) = &args.otlp {
+        export_traces(endpoint, &p.signals)?;
+    }
     if p.divergence.is_some() {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// Sends the replay's signals as spans over OTLP and waits until they are delivered.
+#[cfg(feature = "otlp")]
+fn export_traces(endpoint: &str, signals: &[vworkspace_operator::signals::Signal]) -> Result<()> {
+    use opentelemetry_sdk::trace::SpanProcessor;
+    use vworkspace_operator::signals::spans;
+    let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    rt.block_on(async {
+        let p = vworkspace_operator::telemetry::processor(Some(endpoint))
+            .map_err(|e| anyhow::anyhow!("OTLP exporter for {endpoint}: {e}"))?;
+        let mut traces = std::collections::BTreeSet::new();
+        let mut n = 0;
+        for s in signals {
+            if let Some(span) = spans::render(s, None) {
+                traces.insert(span.span_context.trace_id().to_string());
+                p.on_end(span);
+                n += 1;
+            }
+        }
+        // The exporter reports what it could not deliver: that is the command's failure.
+        p.force_flush().map_err(|e| anyhow::anyhow!("exporting spans to {endpoint}: {e}"))?;
+        let _ = p.shutdown();
+        eprintln!("exported {n} spans in {} traces to {endpoint}", traces.len());
+        Ok(())
+    })
+}
+
+#[cfg(not(feature = "otlp"))]
+fn export_traces(_: &str, _: &[vworkspace_operator::signals::Signal]) -> Result<()> {
+    bail!("this build has no OTLP support (feature `otlp`)")
 }
 
 /// `PATH` or `PATH@SEQ`.

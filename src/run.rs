@@ -25,6 +25,10 @@ pub enum Error {
     Codec(#[from] journal_codec::Error),
     #[error("snapshot does not decode: {0}")]
     Snapshot(serde_json::Error),
+    #[error("{0}")]
+    Http(#[from] crate::http::Error),
+    #[error("cannot open the audit log {path}: {source}")]
+    Audit { path: String, source: std::io::Error },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -42,6 +46,10 @@ pub struct Options {
     pub leader: Option<crate::leader::Options>,
     /// Effector concurrency, rate limit and backoff.
     pub limits: Limits,
+    /// Where `/metrics`, `/healthz`, `/readyz` and `/loglevel` are served.
+    pub http: Option<std::net::SocketAddr>,
+    /// Where audit records go: a file, or `-` for stdout.
+    pub audit: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -53,6 +61,8 @@ impl Default for Options {
             rediscover: Duration::from_secs(15),
             leader: None,
             limits: Limits::default(),
+            http: None,
+            audit: None,
         }
     }
 }
@@ -104,6 +114,25 @@ pub async fn run(client: kube::Client, opts: Options) -> Result<()> {
         None => (State::default(), 0),
     };
     tracing::info!(replayed, ops = state.ops.len(), "state restored");
+    let _http = match opts.http {
+        Some(addr) => {
+            let (bound, task) = crate::http::serve(addr).await?;
+            tracing::info!(%bound, "serving /metrics, /healthz, /readyz, /loglevel");
+            Some(AbortOnDrop(task))
+        }
+        None => None,
+    };
+    let audit: Option<Box<dyn std::io::Write + Send>> = match opts.audit.as_deref() {
+        None => None,
+        Some(p) if p.as_os_str() == "-" => Some(Box::new(std::io::stdout())),
+        Some(p) => Some(Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|source| Error::Audit { path: p.display().to_string(), source })?,
+        )),
+    };
     let (tx, rx) = mpsc::unbounded_channel::<RecordBody>();
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel::<Command>();
     let leadership = match &opts.leader {
@@ -115,9 +144,10 @@ pub async fn run(client: kube::Client, opts: Options) -> Result<()> {
     tokio::spawn(crate::ingest::run(client.clone(), tx.clone(), opts.rediscover));
     // Whatever was in flight when the last process stopped (or the last leader) may never have
     // run: each gain of leadership is a Restart record, and the fold re-derives it.
-    tokio::spawn(restart_on_leadership(leadership, tx.clone()));
+    tokio::spawn(restart_on_leadership(leadership.clone(), tx.clone()));
+    let sinks = crate::signals::sinks::Sinks::new(&state, audit, Some(leadership));
     // Timers of restored Operations are re-armed by the fold after the Restart record.
-    fold_loop(&mut state, journal, rx, tx, cmd_tx, &opts).await
+    fold_loop(&mut state, journal, rx, tx, cmd_tx, &opts, sinks).await
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -170,6 +200,11 @@ async fn restart_on_leadership(mut leadership: crate::leader::Leadership, tx: Un
             return;
         }
         leading = now;
+        let m = crate::metrics::get();
+        m.leader.set(i64::from(now));
+        if let Some(t) = *leadership.borrow() {
+            m.lease_epoch.set(t.epoch as i64);
+        }
         tokio::select! {
             changed = leadership.changed() => if changed.is_err() { return },
             _ = tx.closed() => return,
@@ -184,10 +219,16 @@ async fn fold_loop(
     tx: UnboundedSender<RecordBody>,
     cmd_tx: UnboundedSender<Command>,
     opts: &Options,
+    mut sinks: crate::signals::sinks::Sinks,
 ) -> Result<()> {
+    let m = crate::metrics::get();
     let mut seq = journal.as_ref().map(|j| j.last_seq()).unwrap_or(0);
     let mut since_snapshot = 0u64;
+    let mut snapshot_at = std::time::Instant::now();
+    let mut in_flight: i64 = 0;
+    crate::http::READY.store(state.synced(), std::sync::atomic::Ordering::Relaxed);
     while let Some(first) = rx.recv().await {
+        let taken = std::time::Instant::now();
         // Group commit: take what is queued, up to a bound, under one durable().
         let mut bodies = vec![first];
         while bodies.len() < 512 {
@@ -209,9 +250,14 @@ async fn fold_loop(
             .collect();
         let records = match &journal {
             Some(j) => {
-                let entries = records.iter().map(journal_codec::to_entry).collect();
+                let entries: Vec<_> = records.iter().map(journal_codec::to_entry).collect();
+                m.journal_bytes.inc_by(entries.iter().map(|e| e.body.to_string().len() as u64).sum());
+                let t = std::time::Instant::now();
                 let range = j.append(entries)?;
+                m.journal_append.observe(t.elapsed().as_secs_f64());
+                let t = std::time::Instant::now();
                 j.durable()?;
+                m.journal_durable.observe(t.elapsed().as_secs_f64());
                 records
                     .into_iter()
                     .zip(range)
@@ -230,11 +276,28 @@ async fn fold_loop(
                 })
                 .collect(),
         };
+        m.journal_records.inc_by(records.len() as u64);
+        let reconciled =
+            m.reconcile.get_or_create(&vec![("controller", "operation".into()), ("result", "success".into())]);
         for r in &records {
-            for cmd in fold::step(state, r) {
+            if matches!(r.body, RecordBody::Outcome(_)) {
+                in_flight -= 1;
+            }
+            let cmds = fold::step(state, r);
+            let mut ops: Vec<_> = cmds.iter().map(|c| &c.op).collect();
+            ops.dedup();
+            reconciled.inc_by(ops.len() as u64);
+            sinks.on_record(state, r, &cmds);
+            for cmd in cmds {
+                in_flight += i64::from(cmd.action.has_outcome());
                 route(cmd, &cmd_tx, &tx);
             }
         }
+        crate::http::READY.store(state.synced(), std::sync::atomic::Ordering::Relaxed);
+        let waited = taken.elapsed().as_secs_f64();
+        m.workqueue_queue_duration.get_or_create(&vec![("name", "journal".into())]).observe(waited);
+        m.workqueue_depth.get_or_create(&vec![("name", "journal".into())]).set(rx.len() as i64);
+        m.workqueue_depth.get_or_create(&vec![("name", "effector".into())]).set(in_flight.max(0));
         since_snapshot += records.len() as u64;
         if let (Some(j), true) = (&journal, since_snapshot >= opts.snapshot_every) {
             since_snapshot = 0;
@@ -245,9 +308,12 @@ async fn fold_loop(
             if let Ok(bytes) = serde_json::to_vec(&value) {
                 j.write_snapshot(last, &bytes)?;
                 j.compact(last.saturating_sub(opts.retain))?;
+                snapshot_at = std::time::Instant::now();
                 tracing::info!(seq = last, bytes = bytes.len(), "snapshot written");
             }
         }
+        m.journal_since_snapshot.set(since_snapshot as i64);
+        m.journal_snapshot_age.set(snapshot_at.elapsed().as_secs_f64());
     }
     Ok(())
 }

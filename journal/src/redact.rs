@@ -2,7 +2,7 @@
 //! record, so objects inside commands and outcomes are covered too. It cannot be turned off.
 //!
 //! - Secret `data` / `stringData`: values replaced, keys kept;
-//! - `metadata.managedFields`: removed;
+//! - `metadata.managedFields`: removed (an Operation keeps each entry's manager and operation);
 //! - the `kubectl.kubernetes.io/last-applied-configuration` annotation: removed;
 //! - `env[].value` in pod templates (Jobs, Workflows, anything with containers): replaced;
 //! - an Operation's `spec.parameters.env` values (they become a Job's env): replaced, names kept.
@@ -33,8 +33,17 @@ pub fn redact(v: &mut Value) {
                     *val = Value::String(REDACTED.into());
                 }
             }
+            let is_operation = map.get("kind").and_then(Value::as_str) == Some("Operation");
             if let Some(Value::Object(meta)) = map.get_mut("metadata") {
-                meta.remove("managedFields");
+                let managers = meta.remove("managedFields");
+                // An Operation keeps who wrote it (manager and operation, no field sets): audit.
+                if is_operation && let Some(Value::Array(entries)) = managers {
+                    let kept = entries
+                        .iter()
+                        .map(|e| serde_json::json!({ "manager": e.get("manager"), "operation": e.get("operation") }))
+                        .collect();
+                    meta.insert("managedFields".into(), Value::Array(kept));
+                }
                 if let Some(Value::Object(ann)) = meta.get_mut("annotations") {
                     ann.remove(LAST_APPLIED);
                 }
@@ -62,6 +71,14 @@ pub fn redact(v: &mut Value) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_operation_keeps_only_who_wrote_it() {
+        let mut v = json!({ "kind": "Operation", "metadata": { "name": "a", "managedFields": [
+            { "manager": "kubectl-create", "operation": "Update", "fieldsV1": { "f:spec": {} }, "time": "2026-01-01T00:00:00Z" }] } });
+        redact(&mut v);
+        assert_eq!(v["metadata"]["managedFields"], json!([{ "manager": "kubectl-create", "operation": "Update" }]));
+    }
 
     #[test]
     fn secrets_env_and_metadata_noise_are_gone() {

@@ -30,6 +30,10 @@ pub const LABEL_STEP: &str = "ops.vworkspace.io/step";
 /// Annotation on every child: the command that created it.
 pub const ANNOTATION_COMMAND_ID: &str = "ops.vworkspace.io/command-id";
 /// Finalizer that cleans up children an owner reference cannot reach.
+/// Who asked for an Operation, when an admission policy or client records it.
+pub const ANNOTATION_REQUESTED_BY: &str = "ops.vworkspace.io/requested-by";
+/// W3C trace context on every child, pointing at its Operation's root span.
+pub const ANNOTATION_TRACEPARENT: &str = "traceparent";
 pub const FINALIZER: &str = "ops.vworkspace.io/cleanup";
 /// Prefix of the capability annotations on an ApplicationInstance.
 pub const CAPABILITY_PREFIX: &str = "ops.vworkspace.io/";

@@ -90,6 +90,9 @@ impl Effector {
                     None => Vec::new(),
                 };
                 manifest["metadata"]["annotations"][ANNOTATION_EPOCH] = json!(epoch.to_string());
+                // Joins the child to its Operation's trace (derived from the UID, like the trace).
+                manifest["metadata"]["annotations"][crate::api::ANNOTATION_TRACEPARENT] =
+                    json!(crate::signals::ids::traceparent(&cmd.uid));
                 // A refusal may quote a filled value back (422 messages do): it must not reach
                 // the journal or the logs.
                 self.create(*kind, namespace, name, &cmd.uid, manifest).await.map_err(|(r, m)| {

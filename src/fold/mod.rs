@@ -36,6 +36,13 @@ pub struct State {
     pub last_seq: u64,
 }
 
+impl State {
+    /// Every watched kind has finished its first list: the fold acts on what it sees.
+    pub fn synced(&self) -> bool {
+        synced(&self.world)
+    }
+}
+
 /// Which Operations a record may change.
 #[derive(Debug, Default)]
 pub(crate) struct Touched {
@@ -74,10 +81,10 @@ pub fn step(state: &mut State, record: &Record) -> Vec<Command> {
             }
         }
         RecordBody::Outcome(o) => {
-            if let Some(op) = state.ops.get_mut(&o.op) {
-                if outcome::apply(op, o, record.at, &mut out) {
-                    touched.ops.insert(o.op.clone());
-                }
+            if let Some(op) = state.ops.get_mut(&o.op)
+                && outcome::apply(op, o, record.at, &mut out)
+            {
+                touched.ops.insert(o.op.clone());
             }
         }
     }

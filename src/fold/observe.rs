@@ -184,6 +184,7 @@ fn apply_op(state: &mut State, obj: &Value, at: DateTime<Utc>, touched: &mut Tou
     let op = state.ops.entry(key.clone()).or_insert_with(|| {
         let created = parse_time(meta.get("creationTimestamp")).unwrap_or(at);
         let mut op = OpState::new(key.clone(), uid.clone(), created);
+        op.requested_by = requested_by(meta);
         match &parsed {
             Some(Ok(spec)) => op.spec = Some(spec.clone()),
             Some(Err(e)) => op.spec_error = Some(format!("spec does not parse: {e}")),
@@ -200,6 +201,11 @@ fn apply_op(state: &mut State, obj: &Value, at: DateTime<Utc>, touched: &mut Tou
     state.by_uid.insert(uid, key.clone());
     touched.ops.insert(key.clone());
     super::reindex(state, &key);
+}
+
+fn requested_by(meta: &Value) -> Option<String> {
+    let annotated = meta.pointer(&format!("/annotations/{}", crate::api::ANNOTATION_REQUESTED_BY.replace('/', "~1")));
+    annotated.or_else(|| meta.pointer("/managedFields/0/manager")).and_then(Value::as_str).map(str::to_string)
 }
 
 /// Takes over what the cluster already shows, after a lost journal: the cluster is the truth.

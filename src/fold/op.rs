@@ -45,6 +45,10 @@ pub struct OpState {
     pub pending: BTreeMap<String, Pending>,
     pub counter: u64,
     pub cancel_ignored_reported: bool,
+    /// Who asked for it: the `ops.vworkspace.io/requested-by` annotation, else the first
+    /// field manager (audit records and signals carry it).
+    #[serde(default)]
+    pub requested_by: Option<String>,
     pub finalizer_requested: bool,
     pub cleanup: Cleanup,
     /// The engine, resolved at acceptance.
@@ -79,6 +83,7 @@ impl OpState {
             pending: BTreeMap::new(),
             counter: 0,
             cancel_ignored_reported: false,
+            requested_by: None,
             finalizer_requested: false,
             cleanup: Cleanup::default(),
             kind: None,

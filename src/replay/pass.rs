@@ -32,6 +32,8 @@ pub struct Options {
     pub diffs: bool,
     /// Called every 1% of the records when there are more than 100k (a progress bar).
     pub progress: Option<fn(u64, u64)>,
+    /// Collect the signals (transitions, commands, waits, ends) the operator reported live.
+    pub signals: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -100,10 +102,13 @@ pub struct Pass {
     answered: BTreeMap<String, String>,
     objects: BTreeMap<(ResourceKind, ObjKey), Value>,
     conditions: BTreeMap<OpKey, Vec<(String, String, String)>>,
+    pub signals: Vec<crate::signals::Signal>,
+    projector: crate::signals::Projector,
 }
 
 pub fn run(src: &Source, opts: &Options) -> Result<Pass> {
     let mut p = Pass { state: src.start.0.clone(), ..Default::default() };
+    p.projector = crate::signals::Projector::seeded(&p.state);
     let total = src.entries.len() as u64;
     let every = (total / 100).max(1);
     for (i, e) in src.entries.iter().enumerate() {
@@ -201,6 +206,10 @@ impl Pass {
 
     fn step(&mut self, e: &Entry, rec: &Record, opts: &Options) {
         let cmds = fold::step(&mut self.state, rec);
+        if opts.signals {
+            let s = self.projector.step(&self.state, rec, &cmds);
+            self.signals.extend(s);
+        }
         // A fold-only replay keeps no books on commands.
         if !opts.check && !opts.timeline {
             return;

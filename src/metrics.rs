@@ -1,0 +1,155 @@
+//! Prometheus metrics (`/metrics`). controller-runtime's names where dashboards expect them,
+//! `vworkspace_*` for the rest. One process-wide registry: the operator is one process.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI64, AtomicU64};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::signals::Signal;
+
+type Labels = Vec<(&'static str, String)>;
+type Hist = Family<Labels, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub reconcile: Family<Labels, Counter>,
+    pub reconcile_errors: Family<Labels, Counter>,
+    pub workqueue_depth: Family<Labels, Gauge>,
+    pub workqueue_queue_duration: Hist,
+    pub operations: Family<Labels, Counter>,
+    pub operation_duration: Hist,
+    pub effector_commands: Family<Labels, Counter>,
+    pub journal_append: Histogram,
+    pub journal_durable: Histogram,
+    pub journal_records: Counter,
+    pub journal_bytes: Counter,
+    pub journal_snapshot_age: Gauge<f64, AtomicU64>,
+    pub journal_since_snapshot: Gauge,
+    pub leader: Gauge,
+    pub lease_epoch: Gauge<i64, AtomicI64>,
+}
+
+fn latency() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+fn long() -> Histogram {
+    Histogram::new(exponential_buckets(0.5, 2.0, 16))
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut r = Registry::default();
+        let m = Self {
+            registry: Registry::default(),
+            reconcile: Family::default(),
+            reconcile_errors: Family::default(),
+            workqueue_depth: Family::default(),
+            workqueue_queue_duration: Family::new_with_constructor(latency),
+            operations: Family::default(),
+            operation_duration: Family::new_with_constructor(long),
+            effector_commands: Family::default(),
+            journal_append: latency(),
+            journal_durable: latency(),
+            journal_records: Counter::default(),
+            journal_bytes: Counter::default(),
+            journal_snapshot_age: Gauge::default(),
+            journal_since_snapshot: Gauge::default(),
+            leader: Gauge::default(),
+            lease_epoch: Gauge::default(),
+        };
+        r.register("controller_runtime_reconcile", "Operations reconciled, by result", m.reconcile.clone());
+        r.register(
+            "controller_runtime_reconcile_errors",
+            "Reconciles whose command failed transiently (retried)",
+            m.reconcile_errors.clone(),
+        );
+        r.register("workqueue_depth", "Items waiting: records to fold, commands to run", m.workqueue_depth.clone());
+        r.register(
+            "workqueue_queue_duration_seconds",
+            "How long a record waited from receipt until it was journaled and folded",
+            m.workqueue_queue_duration.clone(),
+        );
+        r.register(
+            "vworkspace_operations",
+            "Operations ended, by type, engine and terminal reason",
+            m.operations.clone(),
+        );
+        r.register(
+            "vworkspace_operation_duration_seconds",
+            "From creation to the terminal condition",
+            m.operation_duration.clone(),
+        );
+        r.register(
+            "vworkspace_effector_commands",
+            "Effector command outcomes, by action and result",
+            m.effector_commands.clone(),
+        );
+        r.register("vworkspace_journal_append_seconds", "Journal append latency (one batch)", m.journal_append.clone());
+        r.register(
+            "vworkspace_journal_durable_seconds",
+            "Journal flush-to-disk latency (one batch)",
+            m.journal_durable.clone(),
+        );
+        r.register("vworkspace_journal_records", "Records appended to the journal", m.journal_records.clone());
+        r.register("vworkspace_journal_bytes", "Record bytes appended (uncompressed JSON)", m.journal_bytes.clone());
+        r.register(
+            "vworkspace_journal_snapshot_age_seconds",
+            "Seconds since the last snapshot was written",
+            m.journal_snapshot_age.clone(),
+        );
+        r.register(
+            "vworkspace_journal_records_since_snapshot",
+            "Records folded since the last snapshot",
+            m.journal_since_snapshot.clone(),
+        );
+        r.register("vworkspace_leader", "1 while this process holds the lease", m.leader.clone());
+        r.register("vworkspace_lease_epoch", "The lease epoch this process last held", m.lease_epoch.clone());
+        Self { registry: r, ..m }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+pub fn get() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(Metrics::new)
+}
+
+fn labels(pairs: &[(&'static str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
+}
+
+/// Counts what the signals of one record say.
+pub fn on_signals(signals: &[Signal]) {
+    let m = get();
+    for s in signals {
+        match s {
+            Signal::Finished(f) => {
+                let l = labels(&[("type", &f.op.ty), ("engine", &f.op.engine), ("reason", &f.reason)]);
+                m.operations.get_or_create(&l).inc();
+                let secs = (f.completed - f.created).num_milliseconds().max(0) as f64 / 1000.0;
+                m.operation_duration
+                    .get_or_create(&labels(&[("type", &f.op.ty), ("engine", &f.op.engine)]))
+                    .observe(secs);
+            }
+            Signal::Command(c) => {
+                m.effector_commands.get_or_create(&labels(&[("action", &c.action), ("result", &c.result)])).inc();
+                if c.result == "Error" {
+                    m.reconcile_errors.get_or_create(&labels(&[("controller", "operation")])).inc();
+                }
+            }
+            _ => {}
+        }
+    }
+}
