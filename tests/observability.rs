@@ -1,6 +1,7 @@
 //! Observability end to end: Operation traces in the real Jaeger (live from the operator, and
 //! re-emitted from an export by `replay --otlp`), `/metrics` and the health endpoints scraped
 //! during a run against the real API server, and audit records.
+#![cfg(feature = "otlp")]
 
 mod support;
 

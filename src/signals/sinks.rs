@@ -12,6 +12,7 @@ pub struct Sinks {
     projector: Projector,
     audit: Option<Box<dyn Write + Send>>,
     /// The lease, for the epoch live spans carry.
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
     leadership: Option<crate::leader::Leadership>,
 }
 
