@@ -58,6 +58,12 @@ pub enum Command {
         /// Audit records (JSON lines): a file, or `-` for stdout (logs go to stderr).
         #[arg(long, default_value = "-")]
         audit_log: String,
+        /// Push Operation condition transitions to this control-plane URL (http or https).
+        #[arg(long, value_parser = sink_url)]
+        event_sink: Option<String>,
+        /// Milliseconds transitions gather before a batch is coalesced and sent.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+        event_window_ms: u64,
     },
     /// Replay a journal offline with the operator's own fold: timelines, state at a moment,
     /// `--check` for divergence (upgrade safety), and `replay diff A B`.
@@ -151,4 +157,11 @@ pub enum JournalCommand {
     Export { dir: PathBuf, file: PathBuf },
     /// Load an export file into a new, empty journal directory.
     Import { file: PathBuf, dir: PathBuf },
+}
+
+fn sink_url(s: &str) -> Result<String, String> {
+    match s.split_once("://") {
+        Some(("http" | "https", rest)) if !rest.is_empty() => Ok(s.to_string()),
+        _ => Err(format!("{s:?} is not an http:// or https:// URL")),
+    }
 }

@@ -9,6 +9,7 @@ pub mod crdgen;
 pub mod dispatch;
 pub mod effector;
 pub mod engine;
+pub mod events;
 pub mod fold;
 #[doc(hidden)]
 pub mod harness;

@@ -46,7 +46,18 @@ fn command(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
             JournalCommand::Export { dir, file } => journal_cli::export_to(&dir, &file)?,
             JournalCommand::Import { file, dir } => journal_cli::import_from(&file, &dir)?,
         },
-        Command::Run { journal, no_leader_elect, lease, max_concurrent, api_qps, api_burst, http_addr, audit_log } => {
+        Command::Run {
+            journal,
+            no_leader_elect,
+            lease,
+            max_concurrent,
+            api_qps,
+            api_burst,
+            http_addr,
+            audit_log,
+            event_sink,
+            event_window_ms,
+        } => {
             let http = match http_addr.as_str() {
                 "off" => None,
                 a => Some(a.parse().with_context(|| format!("--http-addr {a:?} is not HOST:PORT or off"))?),
@@ -69,6 +80,10 @@ fn command(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
                     },
                     http,
                     audit: Some(audit_log.into()),
+                    events: event_sink.map(|url| vworkspace_operator::events::push::Options {
+                        window: std::time::Duration::from_millis(event_window_ms),
+                        ..vworkspace_operator::events::push::Options::new(url)
+                    }),
                     ..Default::default()
                 };
                 vworkspace_operator::run::run(client, opts).await.context("the operator stopped")

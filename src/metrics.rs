@@ -32,6 +32,8 @@ pub struct Metrics {
     pub journal_since_snapshot: Gauge,
     pub leader: Gauge,
     pub lease_epoch: Gauge<i64, AtomicI64>,
+    pub events_sent: Counter,
+    pub events_failed: Counter,
 }
 
 fn latency() -> Histogram {
@@ -62,6 +64,8 @@ impl Metrics {
             journal_since_snapshot: Gauge::default(),
             leader: Gauge::default(),
             lease_epoch: Gauge::default(),
+            events_sent: Counter::default(),
+            events_failed: Counter::default(),
         };
         r.register("controller_runtime_reconcile", "Operations reconciled, by result", m.reconcile.clone());
         r.register(
@@ -110,6 +114,16 @@ impl Metrics {
         );
         r.register("vworkspace_leader", "1 while this process holds the lease", m.leader.clone());
         r.register("vworkspace_lease_epoch", "The lease epoch this process last held", m.lease_epoch.clone());
+        r.register(
+            "vworkspace_events_sent",
+            "Events delivered to the control plane (after coalescing)",
+            m.events_sent.clone(),
+        );
+        r.register(
+            "vworkspace_events_send_failures",
+            "Failed deliveries to the control plane (retried)",
+            m.events_failed.clone(),
+        );
         Self { registry: r, ..m }
     }
 

@@ -16,6 +16,7 @@ use crate::effector::Effector;
 use crate::fold::{self, State};
 use crate::journal_codec;
 use crate::record::{Record, RecordBody, TimerFired};
+use vworkspace_journal::outbox::Outbox;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -50,6 +51,8 @@ pub struct Options {
     pub http: Option<std::net::SocketAddr>,
     /// Where audit records go: a file, or `-` for stdout.
     pub audit: Option<PathBuf>,
+    /// Push the event stream to the control plane.
+    pub events: Option<crate::events::push::Options>,
 }
 
 impl Default for Options {
@@ -63,17 +66,26 @@ impl Default for Options {
             limits: Limits::default(),
             http: None,
             audit: None,
+            events: None,
         }
     }
 }
 
 /// Restores the folded state: the newest snapshot, then the journal's tail (no commands run:
 /// they ran before, or the Restart record re-derives them).
-fn restore(journal: &SledJournal) -> Result<(State, u64)> {
+/// Events of records past the outbox's high water (a crash came between journaling them and
+/// writing their events) are derived again on the way and put in the outbox.
+fn restore(journal: &SledJournal, outbox: &Outbox) -> Result<(State, u64)> {
     let (mut state, from) = match journal.latest_snapshot()? {
         Some((seq, bytes)) => (serde_json::from_slice(&bytes).map_err(Error::Snapshot)?, seq + 1),
         None => (State::default(), 0),
     };
+    let high_water = outbox.high_water()?;
+    if high_water + 1 < from {
+        tracing::warn!(high_water, snapshot = from - 1, "events of records before the snapshot were never written");
+    }
+    let mut projector = (high_water < journal.last_seq()).then(|| crate::signals::Projector::seeded(&state));
+    let mut events = Vec::new();
     let mut folded = 0;
     for e in journal.read_from(from) {
         let e = e?;
@@ -84,7 +96,18 @@ fn restore(journal: &SledJournal) -> Result<(State, u64)> {
         {
             continue;
         }
-        fold::step(&mut state, &journal_codec::from_entry(&e)?);
+        let rec = journal_codec::from_entry(&e)?;
+        let cmds = fold::step(&mut state, &rec);
+        if let Some(p) = projector.as_mut() {
+            let signals = p.step(&state, &rec, &cmds);
+            if rec.seq > high_water {
+                events.extend(crate::events::of(&signals).iter().filter_map(|ev| serde_json::to_vec(ev).ok()));
+            }
+        }
+    }
+    if projector.is_some() {
+        tracing::info!(events = events.len(), from = high_water + 1, "events derived again for the outbox");
+        outbox.put(journal.last_seq(), &events)?;
     }
     Ok((state, folded))
 }
@@ -109,14 +132,27 @@ pub async fn run(client: kube::Client, opts: Options) -> Result<()> {
         (Some(j), Some(dir)) => Some(AbortOnDrop(tokio::spawn(serve_exports(j.clone(), dir.clone())))),
         _ => None,
     };
-    let (mut state, replayed) = match &journal {
-        Some(j) => restore(j)?,
-        None => (State::default(), 0),
+    let outbox = journal.as_ref().map(|j| j.outbox()).transpose()?;
+    let (mut state, replayed) = match (&journal, &outbox) {
+        (Some(j), Some(o)) => restore(j, o)?,
+        _ => (State::default(), 0),
+    };
+    let (events_tx, events_rx) = tokio::sync::watch::channel(0u64);
+    let _push = match (&outbox, &opts.events) {
+        (Some(o), Some(p)) => {
+            Some(AbortOnDrop(tokio::spawn(crate::events::push::run(o.clone(), events_rx.clone(), p.clone()))))
+        }
+        (None, Some(_)) => {
+            tracing::warn!("the event stream needs a journal (its outbox); no events are pushed");
+            None
+        }
+        _ => None,
     };
     tracing::info!(replayed, ops = state.ops.len(), "state restored");
     let _http = match opts.http {
         Some(addr) => {
-            let (bound, task) = crate::http::serve(addr).await?;
+            let stream = outbox.clone().map(|o| crate::http::EventSource { outbox: o, last: events_rx.clone() });
+            let (bound, task) = crate::http::serve(addr, stream).await?;
             tracing::info!(%bound, "serving /metrics, /healthz, /readyz, /loglevel");
             Some(AbortOnDrop(task))
         }
@@ -147,7 +183,8 @@ pub async fn run(client: kube::Client, opts: Options) -> Result<()> {
     tokio::spawn(restart_on_leadership(leadership.clone(), tx.clone()));
     let sinks = crate::signals::sinks::Sinks::new(&state, audit, Some(leadership));
     // Timers of restored Operations are re-armed by the fold after the Restart record.
-    fold_loop(&mut state, journal, rx, tx, cmd_tx, &opts, sinks).await
+    let outputs = Outputs { sinks, outbox, events: events_tx };
+    fold_loop(&mut state, journal, rx, tx, cmd_tx, &opts, outputs).await
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -219,7 +256,7 @@ async fn fold_loop(
     tx: UnboundedSender<RecordBody>,
     cmd_tx: UnboundedSender<Command>,
     opts: &Options,
-    mut sinks: crate::signals::sinks::Sinks,
+    mut out: Outputs,
 ) -> Result<()> {
     let m = crate::metrics::get();
     let mut seq = journal.as_ref().map(|j| j.last_seq()).unwrap_or(0);
@@ -279,6 +316,7 @@ async fn fold_loop(
         m.journal_records.inc_by(records.len() as u64);
         let reconciled =
             m.reconcile.get_or_create(&vec![("controller", "operation".into()), ("result", "success".into())]);
+        let mut events = Vec::new();
         for r in &records {
             if matches!(r.body, RecordBody::Outcome(_)) {
                 in_flight -= 1;
@@ -287,10 +325,20 @@ async fn fold_loop(
             let mut ops: Vec<_> = cmds.iter().map(|c| &c.op).collect();
             ops.dedup();
             reconciled.inc_by(ops.len() as u64);
-            sinks.on_record(state, r, &cmds);
+            let signals = out.sinks.on_record(state, r, &cmds);
+            if out.outbox.is_some() {
+                events.extend(crate::events::of(&signals).iter().filter_map(|e| serde_json::to_vec(e).ok()));
+            }
             for cmd in cmds {
                 in_flight += i64::from(cmd.action.has_outcome());
                 route(cmd, &cmd_tx, &tx);
+            }
+        }
+        if let (Some(o), Some(last)) = (&out.outbox, records.last()) {
+            let n = o.put(last.seq, &events)?;
+            if !events.is_empty() {
+                tracing::debug!(events = events.len(), last = n, "events written to the outbox");
+                out.events.send_replace(n);
             }
         }
         crate::http::READY.store(state.synced(), std::sync::atomic::Ordering::Relaxed);
@@ -309,6 +357,10 @@ async fn fold_loop(
                 j.write_snapshot(last, &bytes)?;
                 j.compact(last.saturating_sub(opts.retain))?;
                 snapshot_at = std::time::Instant::now();
+                if let Some(o) = &out.outbox {
+                    // Without a push sink nothing acknowledges: keep a bounded tail for pulls.
+                    o.trim(0, opts.events.as_ref().map_or(1_000_000, |p| p.keep))?;
+                }
                 tracing::info!(seq = last, bytes = bytes.len(), "snapshot written");
             }
         }
@@ -316,6 +368,14 @@ async fn fold_loop(
         m.journal_snapshot_age.set(snapshot_at.elapsed().as_secs_f64());
     }
     Ok(())
+}
+
+/// Where each folded record's consequences go besides commands.
+struct Outputs {
+    sinks: crate::signals::sinks::Sinks,
+    outbox: Option<Outbox>,
+    /// The number of the newest event, for the push task and SSE streams.
+    events: tokio::sync::watch::Sender<u64>,
 }
 
 /// Timers become delayed records; everything else goes to the effector.

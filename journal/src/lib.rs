@@ -9,6 +9,7 @@
 
 pub mod envelope;
 pub mod export;
+pub mod outbox;
 pub mod redact;
 pub mod store;
 

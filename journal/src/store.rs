@@ -90,7 +90,7 @@ fn seq_of(k: &[u8]) -> u64 {
     u64::from_be_bytes(b)
 }
 
-fn store_err(e: sled::Error) -> Error {
+pub(crate) fn store_err(e: sled::Error) -> Error {
     Error::Store(e.to_string())
 }
 
@@ -250,6 +250,11 @@ impl SledJournal {
             self.durable()?;
         }
         Ok(())
+    }
+
+    /// The event outbox kept in the same store (see `outbox`).
+    pub fn outbox(&self) -> Result<crate::outbox::Outbox> {
+        Ok(crate::outbox::Outbox::new(self.db.open_tree("outbox").map_err(store_err)?))
     }
 
     pub fn dir(&self) -> &Path {

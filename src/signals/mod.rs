@@ -19,7 +19,7 @@ use crate::key::OpKey;
 pub use project::Projector;
 
 /// Who and what an Operation is, carried on every signal.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OpInfo {
     pub namespace: String,
