@@ -14,7 +14,7 @@ use vworkspace_operator::sim;
 
 fn operator(journal: &std::path::Path, log: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_vworkspace-operator"))
-        .args(["run", "--no-leader-elect", "--journal"])
+        .args(["run", "--no-leader-elect", "--http-addr", "127.0.0.1:0", "--journal"])
         .arg(journal)
         .env("KUBECONFIG", support::kubeconfig())
         .stdout(Stdio::null())

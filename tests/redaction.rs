@@ -68,7 +68,9 @@ async fn no_secret_value_in_journal_logs_events_or_status() {
     let log = dir.path().join("operator.log");
     let journal = dir.path().join("journal");
     let mut operator = Command::new(env!("CARGO_BIN_EXE_vworkspace-operator"))
-        .args(["run", "--no-leader-elect", "--journal"])
+        .args(["run", "--no-leader-elect", "--http-addr", "127.0.0.1:0", "--log-format", "json", "--audit-log"])
+        .arg(dir.path().join("audit.jsonl"))
+        .arg("--journal")
         .arg(&journal)
         .env("KUBECONFIG", support::kubeconfig())
         .env("RUST_LOG", "debug")
@@ -156,6 +158,20 @@ async fn no_secret_value_in_journal_logs_events_or_status() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("DEBUG"), "debug logs were collected");
     found.extend(leaks("the operator's logs", &text));
+    // `--log-format json`: every line is one JSON object, and the effector's carry the
+    // Operation key and its trace ID.
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("a log line is not JSON ({e}): {l}")))
+        .collect();
+    let effect = lines
+        .iter()
+        .find(|l| l["span"]["name"] == "effect" && l["span"]["operation"] == format!("{ns}/command"))
+        .unwrap_or_else(|| panic!("no effector log line for {ns}/command"));
+    assert_eq!(effect["span"]["trace_id"].as_str().map(str::len), Some(32), "{effect}");
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    assert!(audit.lines().any(|l| l.contains("\"event\":\"succeeded\"")), "audit records: {audit}");
+    found.extend(leaks("the audit log", &audit));
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
     let events = events.list(&ListParams::default()).await.unwrap();
     assert!(events.items.len() >= 4, "Events were collected");
