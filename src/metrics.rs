@@ -167,3 +167,49 @@ pub fn on_signals(signals: &[Signal]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The Grafana dashboard in `deploy/grafana/` asks only for metrics this registry serves.
+    #[test]
+    fn the_dashboard_queries_only_served_metrics() {
+        // Families print only children that exist: make one in each (this test binary only).
+        let m = super::get();
+        let l = vec![("test", "x".to_string())];
+        m.reconcile.get_or_create(&l);
+        m.reconcile_errors.get_or_create(&l);
+        m.workqueue_depth.get_or_create(&l);
+        m.workqueue_queue_duration.get_or_create(&l);
+        m.operations.get_or_create(&l);
+        m.operation_duration.get_or_create(&l);
+        m.effector_commands.get_or_create(&l);
+        let text = m.encode();
+        let served: Vec<&str> =
+            text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/grafana/vworkspace-operator.json");
+        let dash: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut checked = 0;
+        for panel in dash["panels"].as_array().unwrap() {
+            for t in panel["targets"].as_array().unwrap() {
+                let expr = t["expr"].as_str().unwrap();
+                for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                    if !(word.starts_with("vworkspace_")
+                        || word.starts_with("controller_runtime_")
+                        || word.starts_with("workqueue_"))
+                    {
+                        continue;
+                    }
+                    let base = ["_bucket", "_count", "_sum", "_total"]
+                        .iter()
+                        .fold(word, |w, s| w.strip_suffix(s).unwrap_or(w));
+                    assert!(
+                        served.contains(&base),
+                        "the dashboard asks for {word}, which /metrics does not serve ({served:?})"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 15, "{checked} metric references checked");
+    }
+}
