@@ -176,13 +176,13 @@ mod tests {
         // Families print only children that exist: make one in each (this test binary only).
         let m = super::get();
         let l = vec![("test", "x".to_string())];
-        m.reconcile.get_or_create(&l);
-        m.reconcile_errors.get_or_create(&l);
-        m.workqueue_depth.get_or_create(&l);
-        m.workqueue_queue_duration.get_or_create(&l);
-        m.operations.get_or_create(&l);
-        m.operation_duration.get_or_create(&l);
-        m.effector_commands.get_or_create(&l);
+        let _ = m.reconcile.get_or_create(&l);
+        let _ = m.reconcile_errors.get_or_create(&l);
+        let _ = m.workqueue_depth.get_or_create(&l);
+        let _ = m.workqueue_queue_duration.get_or_create(&l);
+        let _ = m.operations.get_or_create(&l);
+        let _ = m.operation_duration.get_or_create(&l);
+        let _ = m.effector_commands.get_or_create(&l);
         let text = m.encode();
         let served: Vec<&str> =
             text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
