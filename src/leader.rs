@@ -112,9 +112,9 @@ async fn try_hold(api: &Api<Lease>, o: &Options) -> Result<Option<u64>, kube::Er
 
 /// Runs the election until the sender is dropped. Renews every third of the lease duration and
 /// gives up leadership when two thirds pass without a successful renewal.
-pub fn spawn(client: kube::Client, o: Options) -> Leadership {
+pub fn spawn(client: kube::Client, o: Options) -> (Leadership, tokio::task::JoinHandle<()>) {
     let (tx, rx) = watch::channel::<Option<Term>>(None);
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let api: Api<Lease> = Api::namespaced(client, &o.namespace);
         let renew_every = o.lease_duration / 3;
         let renew_deadline = o.lease_duration * 2 / 3;
@@ -156,5 +156,31 @@ pub fn spawn(client: kube::Client, o: Options) -> Leadership {
             tokio::time::sleep(renew_every).await;
         }
     });
-    rx
+    (rx, task)
+}
+
+/// Gives the lease up (stop the election task first): no holder, and a one-second duration
+/// that has already run out, so a standby takes over on its next attempt. The epoch stays;
+/// the next holder's term is the next one.
+pub async fn release(client: &kube::Client, o: &Options) -> Result<(), kube::Error> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), &o.namespace);
+    let Some(l) = api.get_opt(&o.name).await? else { return Ok(()) };
+    let spec = l.spec.clone().unwrap_or_default();
+    if spec.holder_identity.as_deref() != Some(o.identity.as_str()) {
+        return Ok(());
+    }
+    let past = (Utc::now() - chrono::Duration::seconds(2)).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let body: Lease = serde_json::from_value(json!({
+        "metadata": { "name": o.name, "namespace": o.namespace, "resourceVersion": l.metadata.resource_version },
+        "spec": {
+            "holderIdentity": null,
+            "leaseDurationSeconds": 1,
+            "acquireTime": spec.acquire_time,
+            "renewTime": past,
+            "leaseTransitions": spec.lease_transitions.unwrap_or(0),
+        },
+    }))
+    .unwrap_or_default();
+    api.replace(&o.name, &PostParams::default(), &body).await?;
+    Ok(())
 }

@@ -24,6 +24,22 @@ fn main() -> anyhow::Result<()> {
     result
 }
 
+/// SIGTERM (the kubelet stopping the pod) or Ctrl-C.
+async fn terminated() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
 fn command(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     match cli.command {
         Command::Crds { out_dir: None } => {
@@ -86,7 +102,7 @@ fn command(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
                     }),
                     ..Default::default()
                 };
-                vworkspace_operator::run::run(client, opts).await.context("the operator stopped")
+                vworkspace_operator::run::run_until(client, opts, terminated()).await.context("the operator stopped")
             })?;
         }
         Command::Dev { once, repo, state_dir } => {

@@ -53,6 +53,8 @@ pub struct Options {
     pub audit: Option<PathBuf>,
     /// Push the event stream to the control plane.
     pub events: Option<crate::events::push::Options>,
+    /// How long a shutdown waits for commands in flight.
+    pub drain: Duration,
 }
 
 impl Default for Options {
@@ -67,6 +69,7 @@ impl Default for Options {
             http: None,
             audit: None,
             events: None,
+            drain: Duration::from_secs(20),
         }
     }
 }
@@ -112,8 +115,20 @@ fn restore(journal: &SledJournal, outbox: &Outbox) -> Result<(State, u64)> {
     Ok((state, folded))
 }
 
-/// Runs until the channel closes (never, in practice) or an unrecoverable journal error.
+/// Runs until an unrecoverable journal error (never returns otherwise).
 pub async fn run(client: kube::Client, opts: Options) -> Result<()> {
+    run_until(client, opts, std::future::pending()).await
+}
+
+/// Runs until `shutdown` completes (SIGTERM), then stops gracefully: no more watch records,
+/// commands in flight finish and are journaled (new ones are left to the next process's
+/// Restart), the journal is made durable with a snapshot, and the Lease is released so a
+/// replacement takes over at once.
+pub async fn run_until(
+    client: kube::Client,
+    opts: Options,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
     let journal = match &opts.journal {
         Some(dir) => {
             let (j, report) = SledJournal::open(dir)?;
@@ -171,20 +186,32 @@ pub async fn run(client: kube::Client, opts: Options) -> Result<()> {
     };
     let (tx, rx) = mpsc::unbounded_channel::<RecordBody>();
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel::<Command>();
-    let leadership = match &opts.leader {
-        Some(l) => crate::leader::spawn(client.clone(), l.clone()),
-        None => tokio::sync::watch::channel(Some(crate::leader::Term::sole())).1,
+    let (leadership, elector) = match &opts.leader {
+        Some(l) => {
+            let (rx, task) = crate::leader::spawn(client.clone(), l.clone());
+            (rx, Some(AbortOnDrop(task)))
+        }
+        None => (tokio::sync::watch::channel(Some(crate::leader::Term::sole())).1, None),
     };
     let effector = Arc::new(Effector::new(client.clone()));
     tokio::spawn(dispatch::run(effector, cmd_rx, tx.clone(), leadership.clone(), opts.limits.clone()));
-    tokio::spawn(crate::ingest::run(client.clone(), tx.clone(), opts.rediscover));
+    let ingest = AbortOnDrop(tokio::spawn(crate::ingest::run(client.clone(), tx.clone(), opts.rediscover)));
     // Whatever was in flight when the last process stopped (or the last leader) may never have
     // run: each gain of leadership is a Restart record, and the fold re-derives it.
     tokio::spawn(restart_on_leadership(leadership.clone(), tx.clone()));
     let sinks = crate::signals::sinks::Sinks::new(&state, audit, Some(leadership));
     // Timers of restored Operations are re-armed by the fold after the Restart record.
-    let outputs = Outputs { sinks, outbox, events: events_tx };
-    fold_loop(&mut state, journal, rx, tx, cmd_tx, &opts, outputs).await
+    let outputs = Outputs { sinks, outbox, events: events_tx, ingest: Some(ingest) };
+    fold_loop(&mut state, journal, Channels { rx, tx, cmd_tx }, &opts, outputs, shutdown).await?;
+    if let (Some(l), Some(elector)) = (&opts.leader, elector) {
+        drop(elector);
+        match crate::leader::release(&client, l).await {
+            Ok(()) => tracing::info!(lease = %l.name, "lease released"),
+            Err(e) => tracing::warn!(error = %e, "lease not released; it expires on its own"),
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -252,19 +279,44 @@ async fn restart_on_leadership(mut leadership: crate::leader::Leadership, tx: Un
 async fn fold_loop(
     state: &mut State,
     journal: Option<Arc<SledJournal>>,
-    mut rx: UnboundedReceiver<RecordBody>,
-    tx: UnboundedSender<RecordBody>,
-    cmd_tx: UnboundedSender<Command>,
+    ch: Channels,
     opts: &Options,
     mut out: Outputs,
+    shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
+    let Channels { mut rx, tx, cmd_tx } = ch;
+    let shutdown = std::pin::pin!(shutdown);
+    let mut shutdown = shutdown;
+    // Set by SIGTERM: until then a far-off instant.
+    let mut drain_until: Option<tokio::time::Instant> = None;
     let m = crate::metrics::get();
     let mut seq = journal.as_ref().map(|j| j.last_seq()).unwrap_or(0);
     let mut since_snapshot = 0u64;
     let mut snapshot_at = std::time::Instant::now();
     let mut in_flight: i64 = 0;
     crate::http::READY.store(state.synced(), std::sync::atomic::Ordering::Relaxed);
-    while let Some(first) = rx.recv().await {
+    loop {
+        let far = tokio::time::Instant::now() + Duration::from_secs(86_400);
+        let first = tokio::select! {
+            r = rx.recv() => match r {
+                Some(b) => b,
+                None => break,
+            },
+            _ = &mut shutdown, if drain_until.is_none() => {
+                // No more watch records; what is in flight finishes and is journaled.
+                out.ingest.take();
+                drain_until = Some(tokio::time::Instant::now() + opts.drain);
+                tracing::info!(in_flight, "shutting down: draining the effector");
+                if in_flight <= 0 {
+                    break;
+                }
+                continue;
+            }
+            _ = tokio::time::sleep_until(drain_until.unwrap_or(far)), if drain_until.is_some() => {
+                tracing::warn!(in_flight, "drain deadline passed: the next process re-derives the rest");
+                break;
+            }
+        };
         let taken = std::time::Instant::now();
         // Group commit: take what is queued, up to a bound, under one durable().
         let mut bodies = vec![first];
@@ -330,6 +382,10 @@ async fn fold_loop(
                 events.extend(crate::events::of(&signals).iter().filter_map(|e| serde_json::to_vec(e).ok()));
             }
             for cmd in cmds {
+                if drain_until.is_some() {
+                    // Not started while stopping: the next process's Restart re-derives it.
+                    continue;
+                }
                 in_flight += i64::from(cmd.action.has_outcome());
                 route(cmd, &cmd_tx, &tx);
             }
@@ -349,25 +405,47 @@ async fn fold_loop(
         since_snapshot += records.len() as u64;
         if let (Some(j), true) = (&journal, since_snapshot >= opts.snapshot_every) {
             since_snapshot = 0;
-            let last = records.last().map(|r| r.seq).unwrap_or(0);
-            // Snapshots obey the same redaction as records (DESIGN §4).
-            let mut value = serde_json::to_value(&*state).unwrap_or(serde_json::Value::Null);
-            vworkspace_journal::redact::redact(&mut value);
-            if let Ok(bytes) = serde_json::to_vec(&value) {
-                j.write_snapshot(last, &bytes)?;
-                j.compact(last.saturating_sub(opts.retain))?;
-                snapshot_at = std::time::Instant::now();
-                if let Some(o) = &out.outbox {
-                    // Without a push sink nothing acknowledges: keep a bounded tail for pulls.
-                    o.trim(0, opts.events.as_ref().map_or(1_000_000, |p| p.keep))?;
-                }
-                tracing::info!(seq = last, bytes = bytes.len(), "snapshot written");
-            }
+            snapshot(j, state, opts, out.outbox.as_ref())?;
+            snapshot_at = std::time::Instant::now();
         }
         m.journal_since_snapshot.set(since_snapshot as i64);
         m.journal_snapshot_age.set(snapshot_at.elapsed().as_secs_f64());
+        if drain_until.is_some() && in_flight <= 0 {
+            tracing::info!("effector drained");
+            break;
+        }
+    }
+    if let Some(j) = &journal {
+        // The next process starts from here without folding the tail again.
+        j.durable()?;
+        snapshot(j, state, opts, out.outbox.as_ref())?;
+        j.durable()?;
     }
     Ok(())
+}
+
+fn snapshot(j: &SledJournal, state: &State, opts: &Options, outbox: Option<&Outbox>) -> Result<()> {
+    let last = state.last_seq;
+    // Snapshots obey the same redaction as records (DESIGN §4).
+    let mut value = serde_json::to_value(state).unwrap_or(serde_json::Value::Null);
+    vworkspace_journal::redact::redact(&mut value);
+    if let Ok(bytes) = serde_json::to_vec(&value) {
+        j.write_snapshot(last, &bytes)?;
+        j.compact(last.saturating_sub(opts.retain))?;
+        if let Some(o) = outbox {
+            // Without a push sink nothing acknowledges: keep a bounded tail for pulls.
+            o.trim(0, opts.events.as_ref().map_or(1_000_000, |p| p.keep))?;
+        }
+        tracing::info!(seq = last, bytes = bytes.len(), "snapshot written");
+    }
+    Ok(())
+}
+
+/// Records in (and back, for timers), commands out.
+struct Channels {
+    rx: UnboundedReceiver<RecordBody>,
+    tx: UnboundedSender<RecordBody>,
+    cmd_tx: UnboundedSender<Command>,
 }
 
 /// Where each folded record's consequences go besides commands.
@@ -376,6 +454,8 @@ struct Outputs {
     outbox: Option<Outbox>,
     /// The number of the newest event, for the push task and SSE streams.
     events: tokio::sync::watch::Sender<u64>,
+    /// The watch streams; dropped (stopped) when shutting down.
+    ingest: Option<AbortOnDrop>,
 }
 
 /// Timers become delayed records; everything else goes to the effector.

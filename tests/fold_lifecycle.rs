@@ -503,3 +503,16 @@ fn retention_deletes_finished_operations() {
     h.advance(1);
     assert!(h.get(ResourceKind::Operation, NS, "c").is_none());
 }
+
+#[test]
+fn a_snapshot_of_the_folded_state_round_trips_through_json() {
+    // Snapshots are JSON (redacted like records): maps with struct keys must survive it.
+    let mut h = world();
+    submit(&mut h, operation("snap", "RunCommand", None, json!({})));
+    let (k, ns, name) = only_child(&h, "snap");
+    h.set_child_status(k, &ns, &name, json!({ "active": 1 }));
+    assert!(!h.state.ops.is_empty() && !h.state.world.children.is_empty() && !h.state.by_target.is_empty());
+    let bytes = serde_json::to_vec(&h.state).expect("the state serialises");
+    let back: vworkspace_operator::fold::State = serde_json::from_slice(&bytes).expect("and reads back");
+    assert_eq!(back, h.state);
+}

@@ -115,3 +115,117 @@ async fn sigkill_mid_flight_for_every_engine() {
         std::fs::read_to_string(&log).unwrap_or_default().lines().rev().take(30).collect::<Vec<_>>().join("\n")
     );
 }
+
+/// The operator as a pod runs it: with leader election on a Lease of its own.
+fn elected(journal: &std::path::Path, log: &std::path::Path, lease: &str, identity: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_vworkspace-operator"))
+        .args(["run", "--lease", lease, "--http-addr", "127.0.0.1:0", "--journal"])
+        .arg(journal)
+        .env("KUBECONFIG", support::kubeconfig())
+        .env("POD_NAME", identity)
+        .env("POD_NAMESPACE", "default")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap()))
+        .spawn()
+        .expect("start the operator binary")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_makes_the_journal_clean_and_hands_the_lease_over() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let client = support::client("admin").await;
+    let ns = support::namespace("term").await;
+    support::apply(&client, &support::ar::<OperationTemplate>(), None, json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "OperationTemplate",
+        "metadata": { "name": format!("job-{ns}") }, "spec": { "types": ["RunCommand"], "engine": "job", "namespaces": [ns],
+            "job": { "image": "busybox:1.36" }, "preconditions": { "exclusive": false } } })).await;
+    support::apply(
+        &client,
+        &support::ar::<ApplicationInstance>(),
+        Some(&ns),
+        json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
+        "metadata": { "name": "shop", "namespace": ns, "annotations": { "ops.vworkspace.io/run-command": "job" } },
+        "spec": { "chart": { "name": "shop", "version": "1.0.0" } } }),
+    )
+    .await;
+    let sims =
+        tokio::spawn(sim::run(client.clone(), sim::Options { tick: Duration::from_millis(300), instant: false }));
+    let apps = tokio::spawn(sim::app::run(client.clone(), Duration::from_millis(150)));
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, log) = (dir.path().join("journal"), dir.path().join("operator.log"));
+    let lease = format!("lease-{ns}");
+    let mut first = elected(&journal, &log, &lease, "pod-a");
+    let names: Vec<String> = (0..8).map(|i| format!("t-{i}")).collect();
+    for n in &names {
+        support::apply(
+            &client,
+            &support::ar::<Operation>(),
+            Some(&ns),
+            json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation",
+            "metadata": { "name": n, "namespace": ns, "annotations": { "sim.vworkspace.io/scenario": "slow" } },
+            "spec": { "type": "RunCommand", "target": { "name": "shop" } } }),
+        )
+        .await;
+    }
+    let ops: Api<Operation> = Api::namespaced(client.clone(), &ns);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while support::phase(&ops, &names[0]).await != "Running" {
+        assert!(std::time::Instant::now() < deadline, "never running");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // SIGTERM under load: the process drains and exits by itself, successfully.
+    let pid = first.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let stopped = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = first.try_wait().unwrap() {
+            break s;
+        }
+        assert!(stopped.elapsed() < Duration::from_secs(30), "did not stop within 30 s of SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "exit {status}:\n{text}");
+    for line in ["shutting down: draining the effector", "snapshot written", "lease released", "stopped"] {
+        assert!(text.contains(line), "log says {line:?}:\n{text}");
+    }
+    // The journal is clean, and the Lease has no holder.
+    let verify = Command::new(env!("CARGO_BIN_EXE_vworkspace-operator"))
+        .args(["journal", "verify"])
+        .arg(&journal)
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "journal verify: {}", String::from_utf8_lossy(&verify.stdout));
+    let held: Lease = Api::namespaced(client.clone(), "default").get(&lease).await.unwrap();
+    assert_eq!(held.spec.as_ref().and_then(|s| s.holder_identity.clone()), None, "released");
+    let epoch = held.spec.and_then(|s| s.lease_transitions).unwrap_or(0);
+    // The replacement (same journal, another pod name) takes over without waiting out the lease.
+    let mut second = elected(&journal, &log, &lease, "pod-b");
+    let took = std::time::Instant::now();
+    loop {
+        let l: Lease = Api::namespaced(client.clone(), "default").get(&lease).await.unwrap();
+        if l.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some("pod-b") {
+            assert_eq!(l.spec.and_then(|s| s.lease_transitions), Some(epoch + 1), "a new term");
+            break;
+        }
+        assert!(
+            took.elapsed() < Duration::from_secs(10),
+            "the replacement did not take the lease: {l:?}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default().lines().rev().take(15).collect::<Vec<_>>().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for n in &names {
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        while support::phase(&ops, n).await != "Succeeded" {
+            assert!(std::time::Instant::now() < deadline, "{n} never finished (is {})", support::phase(&ops, n).await);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let uid = ops.get(n).await.unwrap().metadata.uid.unwrap();
+        assert_eq!(support::count_children(&client, ChildKind::Job, &uid).await, 1, "{n}: one child");
+    }
+    second.kill().unwrap();
+    let _ = second.wait();
+    sims.abort();
+    apps.abort();
+}

@@ -5,6 +5,7 @@ pub mod conditions;
 pub mod observe;
 pub mod op;
 pub mod outcome;
+pub mod pairs;
 pub mod preconditions;
 pub mod reconcile;
 pub mod secret_refs;
@@ -27,10 +28,12 @@ use world::World;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub world: World,
+    #[serde(with = "pairs")]
     pub ops: BTreeMap<OpKey, OpState>,
     /// Operation UID → key, to route child events by their UID label.
     pub by_uid: BTreeMap<String, OpKey>,
     /// Non-terminal Operations by (namespace, target): the per-target queues.
+    #[serde(with = "pairs")]
     pub by_target: BTreeMap<(String, String), BTreeSet<OpKey>>,
     /// Highest `seq` folded; older records (already in a snapshot) are skipped.
     pub last_seq: u64,

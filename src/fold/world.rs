@@ -17,9 +17,11 @@ pub struct World {
     pub templates: BTreeMap<String, OperationTemplate>,
     /// Templates that do not parse, with the error, so Operations can say why.
     pub bad_templates: BTreeMap<String, String>,
+    #[serde(with = "super::pairs")]
     pub apps: BTreeMap<ObjKey, Value>,
     /// Secret names only (values never reach the fold).
     pub secrets: BTreeSet<ObjKey>,
+    #[serde(with = "super::pairs")]
     pub children: BTreeMap<(ChildKind, ObjKey), Value>,
     /// Child kinds whose CRDs are installed. Until the first Discovery record, all are.
     pub installed: BTreeSet<ChildKind>,
@@ -27,6 +29,7 @@ pub struct World {
     pub watched: BTreeSet<ResourceKind>,
     pub synced: BTreeSet<ResourceKind>,
     /// Relists in progress: the objects seen since Init.
+    #[serde(with = "super::pairs::nested")]
     pub relists: BTreeMap<ResourceKind, BTreeMap<ObjKey, Value>>,
 }
 
