@@ -80,7 +80,15 @@ impl Default for Options {
 /// writing their events) are derived again on the way and put in the outbox.
 fn restore(journal: &SledJournal, outbox: &Outbox) -> Result<(State, u64)> {
     let (mut state, from) = match journal.latest_snapshot()? {
-        Some((seq, bytes)) => (serde_json::from_slice(&bytes).map_err(Error::Snapshot)?, seq + 1),
+        Some((seq, bytes)) => match serde_json::from_slice(&bytes) {
+            Ok(state) => (state, seq + 1),
+            // An unreadable snapshot (an older build's) must not stop the operator: fold what
+            // the journal retains; the relist adopts what the cluster shows for the rest.
+            Err(e) => {
+                tracing::error!(seq, error = %Error::Snapshot(e), "snapshot ignored; folding the retained journal");
+                (State::default(), 0)
+            }
+        },
         None => (State::default(), 0),
     };
     let high_water = outbox.high_water()?;

@@ -229,3 +229,34 @@ async fn sigterm_drains_makes_the_journal_clean_and_hands_the_lease_over() {
     sims.abort();
     apps.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_snapshot_is_reported_and_does_not_stop_the_operator() {
+    use vworkspace_journal::{Journal, SledJournal};
+    let _client = support::client("admin").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, log) = (dir.path().join("journal"), dir.path().join("operator.log"));
+    {
+        // What an older build wrote: a snapshot that is not a folded state.
+        let (j, _) = SledJournal::open(&journal).unwrap();
+        j.write_snapshot(0, b"null").unwrap();
+        j.durable().unwrap();
+    }
+    SledJournal::close(&journal);
+    let mut op = operator(&journal, &log);
+    let started = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("state restored") {
+            assert!(text.contains("snapshot ignored"), "{text}");
+            break;
+        }
+        assert!(op.try_wait().unwrap().is_none(), "the operator stopped:\n{text}");
+        assert!(started.elapsed() < Duration::from_secs(30), "not restored:\n{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(op.try_wait().unwrap().is_none(), "still running");
+    op.kill().unwrap();
+    let _ = op.wait();
+}
