@@ -1,15 +1,19 @@
-//! The operator's pod in `deploy/operator/statefulset.yaml` meets Pod Security Standards
+//! The operator's pod in `deploy/manifests/` (the Helm chart rendered) meets Pod Security Standards
 //! "restricted", checked by the real API server's PodSecurity admission: the StatefulSet draws no
 //! warning in a namespace that warns on restricted, and its pod template is admitted as a Pod in
 //! a namespace that enforces it. A weakened copy is refused, so the check is live.
 
 mod support;
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 fn statefulset() -> Value {
-    let text = std::fs::read_to_string(support::repo().join("deploy/operator/statefulset.yaml")).unwrap();
-    serde_yaml::from_str(&text).unwrap()
+    let text = std::fs::read_to_string(support::repo().join("deploy/manifests/vworkspace-operator.yaml")).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .find(|v| v["kind"] == "StatefulSet")
+        .expect("a StatefulSet")
 }
 
 fn pod(ns: &str, sts: &Value) -> Value {

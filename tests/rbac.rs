@@ -1,4 +1,4 @@
-//! The operator's RBAC in `deploy/rbac/operator.yaml`, both ways, on the real API server:
+//! The operator's RBAC in `deploy/manifests/` (rendered from the Helm chart), both ways, on the real API server:
 //! - `kubectl auth can-i --list` for its ServiceAccount shows exactly the rules in the file;
 //! - the operator, impersonating that ServiceAccount, runs every engine, an Upgrade, env values,
 //!   a Helm hook, a cancel, a finalizer cleanup in Velero's namespace, retention and leader
@@ -83,7 +83,7 @@ fn helm_release(ns: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_needs_exactly_the_rights_deploy_grants() {
     let client = support::client("admin").await;
-    let file = support::repo().join("deploy/rbac/operator.yaml");
+    let file = support::repo().join("deploy/manifests/vworkspace-operator.yaml");
     support::ok(&support::kubectl("admin", &["apply", "-f", file.to_str().unwrap()], None));
     let granted = rules_in(&std::fs::read_to_string(&file).unwrap());
     let mut shown = BTreeMap::new();
@@ -94,7 +94,7 @@ async fn the_operator_needs_exactly_the_rights_deploy_grants() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(shown, granted, "kubectl auth can-i --list shows exactly the rules in deploy/rbac/operator.yaml");
+    assert_eq!(shown, granted, "kubectl auth can-i --list shows exactly the rules in deploy/manifests");
 
     // The operator as its ServiceAccount; the simulators stand in for other controllers (admin).
     let kc = kube::config::Kubeconfig::read_from(support::kubeconfig()).unwrap();

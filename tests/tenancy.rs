@@ -1,7 +1,7 @@
 //! Tenancy on the real API server, with the ordinary users of `tests/controlplane/`: alice may
 //! edit Operations in namespace a only; bob may create Operations in a but holds no verb on any
 //! ApplicationInstance. Every attempt to act beyond that is refused, by RBAC, by the admission
-//! policy in `deploy/admission/` or by the operator, with its documented reason, and no child
+//! policy in `deploy/helm/vworkspace-operator/files/` or by the operator, with its documented reason, and no child
 //! appears anywhere. Then the policy is removed, and the operator alone still refuses what it can
 //! judge without knowing the user.
 
@@ -61,7 +61,7 @@ async fn namespace_users_cannot_act_beyond_their_rights() {
         (support::namespace("ten-a").await, support::namespace("ten-b").await, support::namespace("ten-c").await);
     let velero_ns = support::namespace("velero").await;
     let deploy = support::repo().join("deploy");
-    for f in ["rbac/user-roles.yaml", "admission/operation-policy.yaml"] {
+    for f in ["rbac/user-roles.yaml", "helm/vworkspace-operator/files/operation-policy.yaml"] {
         support::ok(&support::kubectl("admin", &["apply", "-f", deploy.join(f).to_str().unwrap()], None));
     }
     // alice: edit in a and c, view in b. bob: may create Operations in a, and nothing else.
