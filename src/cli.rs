@@ -58,6 +58,12 @@ pub enum Command {
         /// Audit records (JSON lines): a file, or `-` for stdout (logs go to stderr).
         #[arg(long, default_value = "-")]
         audit_log: String,
+        /// Records between two snapshots of the folded state.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..))]
+        snapshot_every: u64,
+        /// Records kept before the newest snapshot (older ones are compacted away).
+        #[arg(long, default_value_t = 50_000)]
+        journal_retain: u64,
         /// Push Operation condition transitions to this control-plane URL (http or https).
         #[arg(long, value_parser = sink_url)]
         event_sink: Option<String>,

@@ -73,6 +73,8 @@ fn command(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
             audit_log,
             event_sink,
             event_window_ms,
+            snapshot_every,
+            journal_retain,
         } => {
             let http = match http_addr.as_str() {
                 "off" => None,
@@ -95,6 +97,8 @@ fn command(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
                         ..Default::default()
                     },
                     http,
+                    snapshot_every,
+                    retain: journal_retain,
                     audit: Some(audit_log.into()),
                     events: event_sink.map(|url| vworkspace_operator::events::push::Options {
                         window: std::time::Duration::from_millis(event_window_ms),

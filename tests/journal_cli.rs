@@ -98,11 +98,21 @@ fn a_folded_run_round_trips_through_journal_export_and_cli() {
 
 #[test]
 fn run_rejects_bad_limits_before_touching_anything() {
-    for (flag, value) in
-        [("--max-concurrent", "0"), ("--api-qps", "0"), ("--api-burst", "1e9"), ("--max-concurrent", "lots")]
-    {
+    for (flag, value) in [
+        ("--max-concurrent", "0"),
+        ("--api-qps", "0"),
+        ("--api-burst", "1e9"),
+        ("--max-concurrent", "lots"),
+        ("--snapshot-every", "5"),
+        ("--journal-retain", "many"),
+        ("--event-window-ms", "999999"),
+        ("--event-sink", "ftp://x"),
+        ("--log-format", "xml"),
+    ] {
         let (ok, _, err) = cli(&["run", "--journal", "memory", flag, value]);
         assert!(!ok, "{flag} {value} was accepted");
         assert!(err.contains(flag) && err.contains("invalid value"), "{flag} {value}: {err}");
     }
+    let (ok, _, err) = cli(&["run", "--journal", "memory", "--http-addr", "nonsense"]);
+    assert!(!ok && err.contains("--http-addr \"nonsense\" is not HOST:PORT or off"), "{err}");
 }
