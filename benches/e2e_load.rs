@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use kube::api::{Api, ListParams};
 use serde_json::json;
-use vworkspace_operator::api::{ApplicationInstance, Operation, OperationTemplate};
+use vworkspace_operator::api::Operation;
 use vworkspace_operator::{run, sim};
 
 struct Figures {
@@ -31,30 +31,11 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-async fn setup(client: &kube::Client, ns: &str, velero_ns: &str) {
-    for (name, spec) in [
-        ("velero", json!({ "types": ["Backup"], "engine": "velero", "velero": { "namespace": velero_ns } })),
-        ("argo", json!({ "types": ["Runbook"], "engine": "argoWorkflow", "argo": { "workflowTemplateRef": "t" } })),
-        ("job", json!({ "types": ["RunCommand"], "engine": "job", "job": { "image": "busybox:1.36" } })),
-    ] {
-        let mut spec = spec;
-        spec["namespaces"] = json!([ns]);
-        spec["preconditions"] = json!({ "exclusive": false });
-        let t = json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "OperationTemplate", "metadata": { "name": format!("{name}-{ns}") }, "spec": spec });
-        support::apply(client, &support::ar::<OperationTemplate>(), None, t).await;
-    }
-    let app = json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
-        "metadata": { "name": "shop", "namespace": ns, "annotations": { "ops.vworkspace.io/backup": "velero",
-            "ops.vworkspace.io/runbook": "argoWorkflow", "ops.vworkspace.io/run-command": "job" } },
-        "spec": { "chart": { "name": "shop", "version": "1.0.0" } } });
-    support::apply(client, &support::ar::<ApplicationInstance>(), Some(ns), app).await;
-}
-
 /// One run: a fresh namespace and operator; returns when every Operation has ended.
 async fn load(client: &kube::Client, n: usize, label: &str) -> Figures {
     let ns = support::namespace(&format!("load-{label}")).await;
     let velero_ns = support::namespace(&format!("load-velero-{label}")).await;
-    setup(client, &ns, &velero_ns).await;
+    support::three_engines(client, &ns, &velero_ns).await;
     let dir = tempfile::tempdir().unwrap();
     let mut opts = support::operator_options(dir.path());
     opts.limits.concurrency = 64;

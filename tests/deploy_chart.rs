@@ -10,16 +10,6 @@ use std::process::Command;
 use serde::Deserialize;
 use serde_json::Value;
 
-fn helm() -> String {
-    let out = Command::new("bash")
-        .arg(support::repo().join("tests/tools/build.sh"))
-        .arg("helm")
-        .output()
-        .expect("build helm");
-    assert!(out.status.success(), "building helm: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().last().unwrap().trim().to_string()
-}
-
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().expect("run");
     assert!(
@@ -52,7 +42,7 @@ fn render(helm: &str, extra: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chart_lints_renders_the_plain_manifests_and_is_accepted() {
-    let helm = helm();
+    let helm = support::helm();
     let chart = support::repo().join("deploy/helm/vworkspace-operator");
     let lint = run(helm_cmd(&helm).arg("lint").arg(&chart).args(["--kube-version", "1.37.2"]));
     assert!(lint.contains("0 chart(s) failed"), "{lint}");
@@ -125,14 +115,7 @@ async fn the_chart_lints_renders_the_plain_manifests_and_is_accepted() {
         "-f",
         support::repo().join("crds").to_str().unwrap(),
     ]);
-    let out = kubectl(&[
-        "apply",
-        "--server-side",
-        "--field-manager",
-        "install",
-        "-k",
-        support::repo().join("deploy/manifests").to_str().unwrap(),
-    ]);
+    let out = support::install_manifests();
     for what in [
         "statefulset.apps/vworkspace-operator",
         "clusterrole.rbac.authorization.k8s.io/vworkspace-operator",

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use kube::api::Api;
 use serde_json::{Value, json};
-use vworkspace_operator::api::{ApplicationInstance, Operation, OperationTemplate};
+use vworkspace_operator::api::Operation;
 use vworkspace_operator::{events, run, sim};
 
 type Got = Arc<Mutex<Vec<Value>>>;
@@ -173,13 +173,7 @@ async fn every_terminal_transition_reaches_the_control_plane_through_outages_and
     let _logs = vworkspace_operator::telemetry::init(false, false);
     let client = support::client("admin").await;
     let ns = support::namespace("events").await;
-    let t = json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "OperationTemplate", "metadata": { "name": format!("job-{ns}") },
-        "spec": { "types": ["RunCommand"], "engine": "job", "namespaces": [ns], "job": { "image": "busybox:1.36" }, "preconditions": { "exclusive": false } } });
-    support::apply(&client, &support::ar::<OperationTemplate>(), None, t).await;
-    let app = json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
-        "metadata": { "name": "shop", "namespace": ns, "annotations": { "ops.vworkspace.io/run-command": "job" } },
-        "spec": { "chart": { "name": "shop", "version": "1.0.0" } } });
-    support::apply(&client, &support::ar::<ApplicationInstance>(), Some(&ns), app).await;
+    support::job_engine(&client, &ns).await;
 
     let rx = Receiver::start("127.0.0.1:0".parse().unwrap(), Arc::default(), Arc::default());
     let dir = tempfile::tempdir().unwrap();

@@ -15,13 +15,7 @@ use serde_json::Value;
 #[tokio::test]
 async fn helm_install_no_hooks_writes_a_release_record() {
     let ns = support::namespace("helm").await;
-    let out = Command::new("bash")
-        .arg(support::repo().join("tests/tools/build.sh"))
-        .arg("helm")
-        .output()
-        .expect("build helm");
-    assert!(out.status.success(), "building helm: {}", String::from_utf8_lossy(&out.stderr));
-    let helm = String::from_utf8_lossy(&out.stdout).lines().last().unwrap().trim().to_string();
+    let helm = support::helm();
     let install = Command::new(&helm)
         .args(["--kubeconfig"])
         .arg(support::kubeconfig())

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use kube::api::Api;
 use serde_json::json;
-use vworkspace_operator::api::{ApplicationInstance, Operation, OperationTemplate};
+use vworkspace_operator::api::Operation;
 use vworkspace_operator::record::ChildKind;
 use vworkspace_operator::sim;
 
@@ -21,14 +21,7 @@ async fn the_operator_runs_from_in_cluster_configuration_with_its_own_rights() {
     let client = support::client("admin").await;
     let kc = support::kubeconfig().to_str().unwrap().to_string();
     let kubectl = |args: &[&str]| support::ok(&support::kubectl("admin", args, None));
-    kubectl(&[
-        "apply",
-        "--server-side",
-        "--field-manager",
-        "install",
-        "-k",
-        support::repo().join("deploy/manifests").to_str().unwrap(),
-    ]);
+    support::install_manifests();
     let token = kubectl(&["create", "token", "vworkspace-operator", "-n", "vworkspace-system", "--duration", "1h"]);
 
     // The pod's view: token, CA and namespace files; the API server's address in the environment.
@@ -42,17 +35,7 @@ async fn the_operator_runs_from_in_cluster_configuration_with_its_own_rights() {
     std::fs::write(sa.path().join("namespace"), "vworkspace-system").unwrap();
 
     let ns = support::namespace("incluster").await;
-    support::apply(&client, &support::ar::<OperationTemplate>(), None, json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "OperationTemplate",
-        "metadata": { "name": format!("job-{ns}") }, "spec": { "types": ["RunCommand"], "engine": "job", "namespaces": [ns], "job": { "image": "busybox:1.36" } } })).await;
-    support::apply(
-        &client,
-        &support::ar::<ApplicationInstance>(),
-        Some(&ns),
-        json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
-        "metadata": { "name": "shop", "namespace": ns, "annotations": { "ops.vworkspace.io/run-command": "job" } },
-        "spec": { "chart": { "name": "shop", "version": "1.0.0" } } }),
-    )
-    .await;
+    support::job_engine(&client, &ns).await;
     let sims =
         tokio::spawn(sim::run(client.clone(), sim::Options { tick: Duration::from_millis(150), instant: false }));
     let apps = tokio::spawn(sim::app::run(client.clone(), Duration::from_millis(150)));

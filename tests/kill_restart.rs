@@ -136,18 +136,7 @@ async fn sigterm_drains_makes_the_journal_clean_and_hands_the_lease_over() {
     use k8s_openapi::api::coordination::v1::Lease;
     let client = support::client("admin").await;
     let ns = support::namespace("term").await;
-    support::apply(&client, &support::ar::<OperationTemplate>(), None, json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "OperationTemplate",
-        "metadata": { "name": format!("job-{ns}") }, "spec": { "types": ["RunCommand"], "engine": "job", "namespaces": [ns],
-            "job": { "image": "busybox:1.36" }, "preconditions": { "exclusive": false } } })).await;
-    support::apply(
-        &client,
-        &support::ar::<ApplicationInstance>(),
-        Some(&ns),
-        json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
-        "metadata": { "name": "shop", "namespace": ns, "annotations": { "ops.vworkspace.io/run-command": "job" } },
-        "spec": { "chart": { "name": "shop", "version": "1.0.0" } } }),
-    )
-    .await;
+    support::job_engine(&client, &ns).await;
     let sims =
         tokio::spawn(sim::run(client.clone(), sim::Options { tick: Duration::from_millis(300), instant: false }));
     let apps = tokio::spawn(sim::app::run(client.clone(), Duration::from_millis(150)));

@@ -125,7 +125,7 @@ fn sample(text: &str, name: &str, has: &[&str]) -> Option<f64> {
 async fn live_operations_of_three_engines_tell_one_story_in_jaeger_metrics_and_audit() {
     use kube::api::Api;
     use serde_json::json;
-    use vworkspace_operator::api::{ApplicationInstance, Operation, OperationTemplate};
+    use vworkspace_operator::api::Operation;
     use vworkspace_operator::{run, sim};
 
     // The logging the binary sets up (text; the filter is reloadable), for `/loglevel`.
@@ -139,22 +139,7 @@ async fn live_operations_of_three_engines_tell_one_story_in_jaeger_metrics_and_a
     let client = support::client("admin").await;
     let ns = support::namespace("observe").await;
     let velero_ns = support::namespace("velero-observe").await;
-    for (name, spec) in [
-        ("velero", json!({ "types": ["Backup"], "engine": "velero", "velero": { "namespace": velero_ns } })),
-        ("argo", json!({ "types": ["Runbook"], "engine": "argoWorkflow", "argo": { "workflowTemplateRef": "t" } })),
-        ("job", json!({ "types": ["RunCommand"], "engine": "job", "job": { "image": "busybox:1.36" } })),
-    ] {
-        let mut spec = spec;
-        spec["namespaces"] = json!([ns]);
-        spec["preconditions"] = json!({ "exclusive": false });
-        let t = json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "OperationTemplate", "metadata": { "name": format!("{name}-{ns}") }, "spec": spec });
-        support::apply(&client, &support::ar::<OperationTemplate>(), None, t).await;
-    }
-    let app = json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
-        "metadata": { "name": "shop", "namespace": ns, "annotations": { "ops.vworkspace.io/backup": "velero",
-            "ops.vworkspace.io/runbook": "argoWorkflow", "ops.vworkspace.io/run-command": "job" } },
-        "spec": { "chart": { "name": "shop", "version": "1.0.0" } } });
-    support::apply(&client, &support::ar::<ApplicationInstance>(), Some(&ns), app).await;
+    support::three_engines(&client, &ns, &velero_ns).await;
 
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");

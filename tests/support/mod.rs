@@ -165,3 +165,51 @@ pub fn operator_options(dir: &Path) -> vworkspace_operator::run::Options {
         ..Default::default()
     }
 }
+
+/// The real Helm, built from `tests/tools/` (cached); its path.
+pub fn helm() -> String {
+    let out = Command::new("bash").arg(repo().join("tests/tools/build.sh")).arg("helm").output().expect("build helm");
+    assert!(out.status.success(), "building helm: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().last().unwrap().trim().to_string()
+}
+
+/// The plain manifests (`deploy/manifests`, the chart rendered) through server-side apply, as
+/// an install would; returns kubectl's report.
+pub fn install_manifests() -> String {
+    let dir = repo().join("deploy/manifests");
+    ok(&kubectl("admin", &["apply", "--server-side", "--field-manager", "install", "-k", dir.to_str().unwrap()], None))
+}
+
+/// Templates for Velero Backups, Argo Runbooks and Job RunCommands in `ns` (not exclusive), and
+/// a target `shop` that offers all three.
+pub async fn three_engines(client: &kube::Client, ns: &str, velero_ns: &str) {
+    use serde_json::json;
+    for (name, spec) in [
+        ("velero", json!({ "types": ["Backup"], "engine": "velero", "velero": { "namespace": velero_ns } })),
+        ("argo", json!({ "types": ["Runbook"], "engine": "argoWorkflow", "argo": { "workflowTemplateRef": "t" } })),
+        ("job", json!({ "types": ["RunCommand"], "engine": "job", "job": { "image": "busybox:1.36" } })),
+    ] {
+        let mut spec = spec;
+        spec["namespaces"] = json!([ns]);
+        spec["preconditions"] = json!({ "exclusive": false });
+        let t = json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "OperationTemplate", "metadata": { "name": format!("{name}-{ns}") }, "spec": spec });
+        apply(client, &ar::<vworkspace_operator::api::OperationTemplate>(), None, t).await;
+    }
+    let app = json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
+        "metadata": { "name": "shop", "namespace": ns, "annotations": { "ops.vworkspace.io/backup": "velero",
+            "ops.vworkspace.io/runbook": "argoWorkflow", "ops.vworkspace.io/run-command": "job" } },
+        "spec": { "chart": { "name": "shop", "version": "1.0.0" } } });
+    apply(client, &ar::<vworkspace_operator::api::ApplicationInstance>(), Some(ns), app).await;
+}
+
+/// A Job template for RunCommand in `ns` (not exclusive), and a target `shop` that offers it.
+pub async fn job_engine(client: &kube::Client, ns: &str) {
+    use serde_json::json;
+    let t = json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "OperationTemplate", "metadata": { "name": format!("job-{ns}") },
+        "spec": { "types": ["RunCommand"], "engine": "job", "namespaces": [ns], "job": { "image": "busybox:1.36" }, "preconditions": { "exclusive": false } } });
+    apply(client, &ar::<vworkspace_operator::api::OperationTemplate>(), None, t).await;
+    let app = json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
+        "metadata": { "name": "shop", "namespace": ns, "annotations": { "ops.vworkspace.io/run-command": "job" } },
+        "spec": { "chart": { "name": "shop", "version": "1.0.0" } } });
+    apply(client, &ar::<vworkspace_operator::api::ApplicationInstance>(), Some(ns), app).await;
+}
