@@ -131,4 +131,30 @@ async fn the_chart_lints_renders_the_plain_manifests_and_is_accepted() {
         "jsonpath={.metadata.labels.pod-security\\.kubernetes\\.io/enforce}",
     ]);
     assert_eq!(ns, "restricted");
+
+    // The MutatingAdmissionPolicy stamps who asked, over whatever the client claimed.
+    let me = kubectl(&["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
+    let target = support::namespace("stamp").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    for attempt in 0.. {
+        let op = serde_json::json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation",
+            "metadata": { "name": format!("stamped-{attempt}"), "namespace": target, "annotations": { "ops.vworkspace.io/requested-by": "mallory" } },
+            "spec": { "type": "RunCommand", "target": { "name": "shop" } } });
+        support::ok(&support::kubectl("admin", &["create", "-f", "-"], Some(&op.to_string())));
+        let who = kubectl(&[
+            "get",
+            "operation",
+            &format!("stamped-{attempt}"),
+            "-n",
+            &target,
+            "-o",
+            "jsonpath={.metadata.annotations.ops\\.vworkspace\\.io/requested-by}",
+        ]);
+        if who == me {
+            break;
+        }
+        // The policy takes a moment to be loaded after it is created.
+        assert!(std::time::Instant::now() < deadline, "requested-by is {who:?}, not the creator {me:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
