@@ -32,7 +32,7 @@ async fn kubectl_applies_lists_and_enforces_the_contract() {
     assert!(applied.contains("operation.ops.vworkspace.io/nightly serverside-applied"), "{applied}");
 
     // Status as the operator would write it, through the status subresource.
-    let status = r#"{"status":{"phase":"Running","progress":"3/10","duration":"42s","message":"velero backup in progress","engine":{"name":"velero","phase":"InProgress"}}}"#;
+    let status = r#"{"status":{"phase":"Running","progress":"3/10","duration":"42s","message":"velero backup in progress","traceID":"4bf92f3577b34da6a3ce929d0e0e4736","engine":{"name":"velero","phase":"InProgress"}}}"#;
     ok(&kubectl(
         "admin",
         &["-n", &ns, "patch", "operation", "nightly", "--subresource=status", "--type=merge", "-p", status],
@@ -47,8 +47,11 @@ async fn kubectl_applies_lists_and_enforces_the_contract() {
     assert_eq!(row[..6], ["nightly", "Backup", "shop", "velero", "Running", "3/10"], "{table}");
     assert_eq!(row[7], "42s");
     let wide = ok(&kubectl("admin", &["-n", &ns, "get", "ops", "-o", "wide"], None));
-    assert!(wide.lines().next().unwrap().ends_with("MESSAGE"), "{wide}");
+    let wide_header: Vec<&str> = wide.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(wide_header[8..], ["MESSAGE", "REQUESTED-BY", "TRACE"], "{wide}");
     assert!(wide.contains("velero backup in progress"), "{wide}");
+    // The trace ID to open in Jaeger, next to the Operation.
+    assert!(wide.lines().nth(1).unwrap().ends_with("4bf92f3577b34da6a3ce929d0e0e4736"), "{wide}");
     // Short names and the category work.
     ok(&kubectl("admin", &["-n", &ns, "get", "op"], None));
     assert!(ok(&kubectl("admin", &["-n", &ns, "get", "vworkspace"], None)).contains("nightly"));

@@ -42,8 +42,13 @@ fn operation_crd_carries_the_contract() {
         .iter()
         .map(|c| c["name"].as_str().unwrap().to_uppercase())
         .collect();
-    assert_eq!(cols, ["TYPE", "TARGET", "ENGINE", "PHASE", "PROGRESS", "AGE", "DURATION", "MESSAGE"]);
-    assert_eq!(version["additionalPrinterColumns"][7]["priority"], 1);
+    assert_eq!(
+        cols,
+        ["TYPE", "TARGET", "ENGINE", "PHASE", "PROGRESS", "AGE", "DURATION", "MESSAGE", "REQUESTED-BY", "TRACE"]
+    );
+    for wide_only in 7..10 {
+        assert_eq!(version["additionalPrinterColumns"][wide_only]["priority"], 1);
+    }
     let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
     let rule = spec["x-kubernetes-validations"][0]["rule"].as_str().unwrap();
     assert!(rule.contains("oldSelf") && !rule.contains("cancel"), "immutability except cancel: {rule}");

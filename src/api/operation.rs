@@ -38,6 +38,8 @@ const IMMUTABLE_RULE: &str = "self.type == oldSelf.type && self.target == oldSel
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     printcolumn = r#"{"name":"Duration","type":"string","jsonPath":".status.duration"}"#,
     printcolumn = r#"{"name":"Message","type":"string","jsonPath":".status.message","priority":1}"#,
+    printcolumn = r#"{"name":"Requested-By","type":"string","jsonPath":".metadata.annotations.ops\\.vworkspace\\.io/requested-by","priority":1}"#,
+    printcolumn = r#"{"name":"Trace","type":"string","jsonPath":".status.traceID","priority":1}"#,
     selectable = ".spec.type",
     selectable = ".spec.target.name"
 )]
