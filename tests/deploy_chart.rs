@@ -140,7 +140,14 @@ async fn the_chart_lints_renders_the_plain_manifests_and_is_accepted() {
         let op = serde_json::json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation",
             "metadata": { "name": format!("stamped-{attempt}"), "namespace": target, "annotations": { "ops.vworkspace.io/requested-by": "mallory" } },
             "spec": { "type": "RunCommand", "target": { "name": "shop" } } });
-        support::ok(&support::kubectl("admin", &["create", "-f", "-"], Some(&op.to_string())));
+        let created = support::kubectl("admin", &["create", "-f", "-"], Some(&op.to_string()));
+        if !created.status.success() {
+            // Re-applying the CRDs just above may leave the kind briefly unserved (503).
+            let err = String::from_utf8_lossy(&created.stderr).into_owned();
+            assert!(std::time::Instant::now() < deadline && err.contains("ServiceUnavailable"), "creating: {err}");
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            continue;
+        }
         let who = kubectl(&[
             "get",
             "operation",
