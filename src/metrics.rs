@@ -101,7 +101,11 @@ impl Metrics {
             m.journal_durable.clone(),
         );
         r.register("vworkspace_journal_records", "Records appended to the journal", m.journal_records.clone());
-        r.register("vworkspace_journal_bytes", "Record bytes appended (uncompressed JSON)", m.journal_bytes.clone());
+        r.register(
+            "vworkspace_journal_bytes",
+            "Record bytes appended, as stored (header, lz4 body, checksum)",
+            m.journal_bytes.clone(),
+        );
         r.register(
             "vworkspace_journal_snapshot_age_seconds",
             "Seconds since the last snapshot was written",

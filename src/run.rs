@@ -348,10 +348,10 @@ async fn fold_loop(
         let records = match &journal {
             Some(j) => {
                 let entries: Vec<_> = records.iter().map(journal_codec::to_entry).collect();
-                m.journal_bytes.inc_by(entries.iter().map(|e| e.body.to_string().len() as u64).sum());
-                let t = std::time::Instant::now();
+                let (t, bytes) = (std::time::Instant::now(), j.appended_bytes());
                 let range = j.append(entries)?;
                 m.journal_append.observe(t.elapsed().as_secs_f64());
+                m.journal_bytes.inc_by(j.appended_bytes() - bytes);
                 let t = std::time::Instant::now();
                 j.durable()?;
                 m.journal_durable.observe(t.elapsed().as_secs_f64());

@@ -77,6 +77,8 @@ pub struct SledJournal {
     last: AtomicU64,
     durable_seq: AtomicU64,
     sync: Mutex<()>,
+    /// Record bytes written by this process (frames as stored: header, lz4 body, CRC).
+    appended_bytes: AtomicU64,
 }
 
 fn key(seq: u64) -> [u8; 8] {
@@ -206,6 +208,7 @@ impl SledJournal {
             last: AtomicU64::new(last),
             durable_seq: AtomicU64::new(last),
             sync: Mutex::new(()),
+            appended_bytes: AtomicU64::new(0),
         })
     }
 
@@ -250,6 +253,11 @@ impl SledJournal {
             self.durable()?;
         }
         Ok(())
+    }
+
+    /// Record bytes this process has appended, as stored (for metrics).
+    pub fn appended_bytes(&self) -> u64 {
+        self.appended_bytes.load(Ordering::Relaxed)
     }
 
     /// The event outbox kept in the same store (see `outbox`).
@@ -356,11 +364,15 @@ impl Journal for SledJournal {
         let mut last = self.writer.lock().map_err(|_| Error::Store("writer lock poisoned".into()))?;
         let first = *last + 1;
         let mut b = sled::Batch::default();
+        let mut bytes = 0;
         for (i, (e, body)) in batch.iter().zip(bodies).enumerate() {
             let seq = first + i as u64;
-            b.insert(&key(seq), envelope::frame(seq, e, &body)?);
+            let frame = envelope::frame(seq, e, &body)?;
+            bytes += frame.len() as u64;
+            b.insert(&key(seq), frame);
         }
         self.records.apply_batch(b).map_err(store_err)?;
+        self.appended_bytes.fetch_add(bytes, Ordering::Relaxed);
         *last = first + batch.len() as u64 - 1;
         self.last.store(*last, Ordering::SeqCst);
         self.appended.notify_all();
