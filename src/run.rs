@@ -112,7 +112,7 @@ fn restore(journal: &SledJournal, outbox: &Outbox) -> Result<(State, u64)> {
         if let Some(p) = projector.as_mut() {
             let signals = p.step(&state, &rec, &cmds);
             if rec.seq > high_water {
-                events.extend(crate::events::of(&signals).iter().filter_map(|ev| serde_json::to_vec(ev).ok()));
+                events.extend(crate::events::encoded(&signals));
             }
         }
     }
@@ -387,7 +387,7 @@ async fn fold_loop(
             reconciled.inc_by(ops.len() as u64);
             let signals = out.sinks.on_record(state, r, &cmds);
             if out.outbox.is_some() {
-                events.extend(crate::events::of(&signals).iter().filter_map(|e| serde_json::to_vec(e).ok()));
+                events.extend(crate::events::encoded(&signals));
             }
             for cmd in cmds {
                 if drain_until.is_some() {

@@ -73,6 +73,11 @@ pub fn of(signals: &[Signal]) -> Vec<Event> {
         .collect()
 }
 
+/// The events among some signals, as the outbox stores them (JSON).
+pub fn encoded(signals: &[Signal]) -> Vec<Vec<u8>> {
+    of(signals).iter().filter_map(|e| serde_json::to_vec(e).ok()).collect()
+}
+
 /// Merges the non-terminal events of each Operation in a batch into its latest one (which
 /// counts what it stands for); terminal events always stay. Order by cursor is kept.
 pub fn coalesce(batch: Vec<Event>) -> Vec<Event> {

@@ -228,12 +228,7 @@ impl Pass {
         if !opts.timeline {
             return;
         }
-        let mut touched: Vec<OpKey> = cmds.iter().map(|c| c.op.clone()).collect();
-        if let Some(k) = self.direct_op(rec) {
-            touched.push(k);
-        }
-        touched.sort();
-        touched.dedup();
+        let mut touched = crate::signals::Projector::touched(&self.state, rec, &cmds);
         touched.retain(|k| opts.op.as_ref().is_none_or(|o| o == k));
         let diff = if opts.diffs { self.diff_object(rec).map(Detail::Diff) } else { None };
         for k in touched {
@@ -282,26 +277,6 @@ impl Pass {
                     detail: Some(Detail::Command(Box::new(c.clone()))),
                 });
             }
-        }
-    }
-
-    /// The Operation a record is about, when the record says so itself.
-    fn direct_op(&self, rec: &Record) -> Option<OpKey> {
-        match &rec.body {
-            RecordBody::Outcome(o) => Some(o.op.clone()),
-            RecordBody::Timer(t) => Some(t.op.clone()),
-            RecordBody::Observed(o) => {
-                let obj = o.object.as_ref()?;
-                match o.resource {
-                    ResourceKind::Operation => ObjKey::of(obj).map(|k| OpKey { namespace: k.namespace, name: k.name }),
-                    ResourceKind::Child(_) => {
-                        let uid = obj.pointer("/metadata/labels")?.get(crate::api::LABEL_OPERATION_UID)?.as_str()?;
-                        self.state.by_uid.get(uid).cloned()
-                    }
-                    _ => None,
-                }
-            }
-            _ => None,
         }
     }
 

@@ -66,8 +66,8 @@ impl Projector {
         p
     }
 
-    /// The Operations a record concerns: its own, its command's, or its child's owner.
-    fn touched(state: &State, rec: &Record, cmds: &[Command]) -> Vec<OpKey> {
+    /// The Operations a record concerns: its own, its command's, or its child's owner; sorted.
+    pub(crate) fn touched(state: &State, rec: &Record, cmds: &[Command]) -> Vec<OpKey> {
         let mut keys: Vec<OpKey> = cmds.iter().map(|c| c.op.clone()).collect();
         match &rec.body {
             RecordBody::Outcome(o) => keys.push(o.op.clone()),
