@@ -218,6 +218,7 @@ async fn every_terminal_transition_reaches_the_control_plane_through_outages_and
     operator.abort();
     let _ = operator.await;
     let rx = Receiver::start(addr, got, posts);
+    support::wait_port_free(http).await;
     operator = tokio::spawn(run::run(client.clone(), opts.clone()));
     delivered(&rx, &names("restart")).await;
 

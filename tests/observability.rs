@@ -184,10 +184,13 @@ async fn live_operations_of_three_engines_tell_one_story_in_jaeger_metrics_and_a
     }
     operator.abort();
     let _ = operator.await;
+    // The replacement serves the metrics below on the same address.
+    support::wait_port_free(port).await;
     let operator = tokio::spawn(run::run(client.clone(), opts.clone()));
     for (name, _, _) in ops {
         let done = Instant::now() + Duration::from_secs(120);
         while support::phase(&api, name).await != "Succeeded" {
+            assert!(!operator.is_finished(), "the restarted operator stopped");
             assert!(Instant::now() < done, "{name} never succeeded (is {})", support::phase(&api, name).await);
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

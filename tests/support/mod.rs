@@ -213,3 +213,13 @@ pub async fn job_engine(client: &kube::Client, ns: &str) {
         "spec": { "chart": { "name": "shop", "version": "1.0.0" } } });
     apply(client, &ar::<vworkspace_operator::api::ApplicationInstance>(), Some(ns), app).await;
 }
+
+/// Waits until nothing listens on `addr`: an aborted in-process operator's HTTP task lets go of
+/// its port on its own schedule, and a replacement on the same address must be able to bind.
+pub async fn wait_port_free(addr: std::net::SocketAddr) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpListener::bind(addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "{addr} still held by the stopped operator");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
