@@ -382,8 +382,8 @@ async fn fold_loop(
                 in_flight -= 1;
             }
             let cmds = fold::step(state, r);
-            let mut ops: Vec<_> = cmds.iter().map(|c| &c.op).collect();
-            ops.dedup();
+            // Once per Operation: a queue's peers may act in a later round of the same record.
+            let ops: std::collections::BTreeSet<_> = cmds.iter().map(|c| &c.op).collect();
             reconciled.inc_by(ops.len() as u64);
             let signals = out.sinks.on_record(state, r, &cmds);
             if out.outbox.is_some() {
