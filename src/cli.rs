@@ -43,6 +43,13 @@ pub enum Command {
         /// Name of the Lease in the pod's namespace (`POD_NAMESPACE`, else `default`).
         #[arg(long, default_value = "vworkspace-operator")]
         lease: String,
+        /// Shards (the StatefulSet's replicas): each pod owns the Operations whose target hashes
+        /// to its ordinal, with a Lease (`<lease>-shard-<K>`) and a journal of its own.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        shards: u32,
+        /// This pod's shard; by default the ordinal at the end of `POD_NAME`.
+        #[arg(long)]
+        shard_ordinal: Option<u32>,
         /// Operations whose commands run at the same time.
         #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
         max_concurrent: u32,

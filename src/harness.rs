@@ -152,8 +152,13 @@ impl Harness {
 
     /// A full relist of one kind: Init, InitApply for every stored object, InitDone.
     pub fn relist(&mut self, resource: ResourceKind) {
+        self.relist_where(resource, |_| true);
+    }
+
+    /// A relist that delivers only the objects `keep` accepts (a shard's filtered watch).
+    pub fn relist_where(&mut self, resource: ResourceKind, keep: impl Fn(&Value) -> bool) {
         let objs: Vec<Value> =
-            self.objects.iter().filter(|((k, _), _)| *k == resource).map(|(_, v)| v.clone()).collect();
+            self.objects.iter().filter(|((k, _), v)| *k == resource && keep(v)).map(|(_, v)| v.clone()).collect();
         let mut cmds = self.observe(resource, WatchEvent::Init, None);
         for o in objs {
             cmds.extend(self.observe(resource, WatchEvent::InitApply, Some(o)));

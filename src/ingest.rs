@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::api::LABEL_OPERATION_UID;
+use crate::ownership::Ownership;
 use crate::record::{ChildKind, Discovery, Observed, RecordBody, ResourceKind, WatchEvent};
 use crate::sim::controller::api_resource;
 
@@ -45,17 +46,18 @@ fn observed(resource: ResourceKind, event: WatchEvent, object: Option<Value>) ->
     RecordBody::Observed(Observed { resource, event, object })
 }
 
-/// Streams one kind's watch events into `tx` until the receiver is gone.
-pub async fn watch_kind(client: kube::Client, kind: ResourceKind, tx: UnboundedSender<RecordBody>) {
+/// Streams one kind's watch events into `tx` until the receiver is gone; events of objects
+/// another shard owns are left out.
+pub async fn watch_kind(client: kube::Client, kind: ResourceKind, tx: UnboundedSender<RecordBody>, own: Ownership) {
     let (ar, cfg) = resource_of(kind);
     if kind == ResourceKind::Secret {
         // Metadata only: values never reach the operator, let alone the journal.
         let api: Api<PartialObjectMeta<k8s_openapi::api::core::v1::Secret>> = Api::all(client);
         let meta_only = |m: PartialObjectMeta<k8s_openapi::api::core::v1::Secret>| json!({ "apiVersion": "v1", "kind": "Secret", "metadata": serde_json::to_value(&m.metadata).unwrap_or(Value::Null) });
-        forward(api, cfg, kind, tx, meta_only).await;
+        forward(api, cfg, kind, tx, own, meta_only).await;
     } else {
         let api: Api<DynamicObject> = Api::all_with(client, &ar);
-        forward(api, cfg, kind, tx, |o: DynamicObject| serde_json::to_value(&o).unwrap_or(Value::Null)).await;
+        forward(api, cfg, kind, tx, own, |o: DynamicObject| serde_json::to_value(&o).unwrap_or(Value::Null)).await;
     }
 }
 
@@ -65,6 +67,7 @@ async fn forward<K>(
     cfg: watcher::Config,
     kind: ResourceKind,
     tx: UnboundedSender<RecordBody>,
+    own: Ownership,
     to_value: impl Fn(K) -> Value,
 ) where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
@@ -84,6 +87,11 @@ async fn forward<K>(
                 continue;
             }
         };
+        if let RecordBody::Observed(Observed { object: Some(obj), .. }) = &body
+            && !own.keeps(kind, obj).await
+        {
+            continue;
+        }
         if tx.send(body).is_err() {
             return;
         }
@@ -105,7 +113,7 @@ pub async fn installed_child_kinds(client: &kube::Client) -> Result<BTreeSet<Chi
 }
 
 /// Starts the watches and keeps discovering engine CRDs; new kinds get a watch when they appear.
-pub async fn run(client: kube::Client, tx: UnboundedSender<RecordBody>, rediscover: Duration) {
+pub async fn run(client: kube::Client, tx: UnboundedSender<RecordBody>, rediscover: Duration, own: Ownership) {
     let mut watching: BTreeSet<ResourceKind> = BTreeSet::new();
     let mut last: Option<BTreeSet<ChildKind>> = None;
     loop {
@@ -128,7 +136,7 @@ pub async fn run(client: kube::Client, tx: UnboundedSender<RecordBody>, rediscov
                     }
                     for kind in new {
                         tracing::info!(kind = kind.name(), "watching");
-                        tokio::spawn(watch_kind(client.clone(), kind, tx.clone()));
+                        tokio::spawn(watch_kind(client.clone(), kind, tx.clone(), own.clone()));
                     }
                     watching = wanted;
                     last = Some(installed);

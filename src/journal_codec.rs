@@ -55,7 +55,7 @@ pub fn to_entry(r: &Record) -> NewEntry {
         }
         RecordBody::Outcome(o) => (EntryKind::Outcome, 0, o.op.to_string(), ResourceRef::default()),
         RecordBody::Timer(t) => (EntryKind::Timer, 0, t.op.to_string(), ResourceRef::default()),
-        RecordBody::Discovery(_) | RecordBody::Restart => {
+        RecordBody::Discovery(_) | RecordBody::Restart | RecordBody::Started(_) => {
             (EntryKind::Discovery, 0, String::new(), ResourceRef::default())
         }
     };

@@ -2,6 +2,13 @@
 //! stops acting as soon as it cannot renew before its deadline. The lease's `leaseTransitions`
 //! is the epoch: a fencing token every effect carries (the `ops.vworkspace.io/lease-epoch`
 //! annotation on children), so writes can be attributed to exactly one term.
+//!
+//! With shards, each shard has its own Lease, labelled with the family (the base name) and
+//! annotated with the shard count its holder runs with. The barrier: a pod that is not already
+//! leading writes its Lease first and then lists the family; if any other Lease is live under a
+//! different shard count, it releases its own and waits. Of two pods that race, the later list
+//! sees the other's write, so two shard counts never act at once: during a change of count, the
+//! old pods keep their shards until they stop, and the new ones start when the last has gone.
 
 use std::time::Duration;
 
@@ -10,6 +17,8 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, PostParams};
 use serde_json::json;
 use tokio::sync::watch;
+
+use crate::shard::{ANNOTATION_SHARDS, LABEL_LEASE_FAMILY, Shard};
 
 /// Annotation on every child: the lease epoch of the leader that created it.
 pub const ANNOTATION_EPOCH: &str = "ops.vworkspace.io/lease-epoch";
@@ -20,15 +29,30 @@ pub struct Options {
     pub name: String,
     pub identity: String,
     pub lease_duration: Duration,
+    /// The family's base name (`--lease`); `name` is this shard's Lease in it.
+    pub family: String,
+    pub shard: Shard,
 }
 
 impl Options {
-    /// Identity from the Downward API (`POD_NAME`), else host and process id.
-    pub fn from_env(namespace: &str, name: &str) -> Self {
+    /// Identity from the Downward API (`POD_NAME`), else host and process id; the Lease is the
+    /// shard's in the family `base`.
+    pub fn from_env(namespace: &str, base: &str, shard: Shard) -> Self {
         let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
             format!("{}-{}", std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into()), std::process::id())
         });
-        Self { namespace: namespace.into(), name: name.into(), identity, lease_duration: Duration::from_secs(15) }
+        Self::new(namespace, base, &identity, shard)
+    }
+
+    pub fn new(namespace: &str, base: &str, identity: &str, shard: Shard) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: shard.lease_name(base),
+            identity: identity.into(),
+            lease_duration: Duration::from_secs(15),
+            family: base.into(),
+            shard,
+        }
     }
 }
 
@@ -63,7 +87,11 @@ pub fn current(l: &Leadership) -> Option<Term> {
 fn lease_body(o: &Options, epoch: u64, acquire: Option<&str>, rv: Option<String>) -> Lease {
     let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     serde_json::from_value(json!({
-        "metadata": { "name": o.name, "namespace": o.namespace, "resourceVersion": rv },
+        "metadata": {
+            "name": o.name, "namespace": o.namespace, "resourceVersion": rv,
+            "labels": { LABEL_LEASE_FAMILY: o.family },
+            "annotations": { ANNOTATION_SHARDS: o.shard.count.to_string() },
+        },
         "spec": {
             "holderIdentity": o.identity,
             "leaseDurationSeconds": o.lease_duration.as_secs().max(1),
@@ -83,8 +111,37 @@ fn expired(l: &Lease) -> bool {
     renewed.is_none_or(|t| Utc::now() > t + chrono::Duration::seconds(secs))
 }
 
-/// One attempt to take or keep the lease; returns the epoch when we hold it.
-async fn try_hold(api: &Api<Lease>, o: &Options) -> Result<Option<u64>, kube::Error> {
+fn live(l: &Lease) -> bool {
+    l.spec.as_ref().and_then(|s| s.holder_identity.as_deref()).is_some_and(|h| !h.is_empty()) && !expired(l)
+}
+
+/// Another Lease of the family, live, held under a different shard count.
+async fn other_count(api: &Api<Lease>, o: &Options) -> Result<Option<String>, kube::Error> {
+    let lp = kube::api::ListParams::default().labels(&format!("{LABEL_LEASE_FAMILY}={}", o.family));
+    let mine = o.shard.count.to_string();
+    Ok(api.list(&lp).await?.items.into_iter().find_map(|l| {
+        let count = l.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_SHARDS)).cloned().unwrap_or_default();
+        let name = l.metadata.name.clone().unwrap_or_default();
+        (name != o.name && count != mine && live(&l)).then(|| format!("{name} (shards {count})"))
+    }))
+}
+
+/// One attempt to take or keep the lease; returns the epoch when we hold it. A pod not already
+/// leading passes the shard-count barrier after writing (see the module's comment).
+async fn try_hold(api: &Api<Lease>, o: &Options, leading: bool) -> Result<Option<u64>, kube::Error> {
+    let held = hold(api, o).await?;
+    if leading || held.is_none() {
+        return Ok(held);
+    }
+    if let Some(other) = other_count(api, o).await? {
+        tracing::info!(lease = %o.name, %other, shards = o.shard.count, "waiting: a shard of another shard count is live");
+        release(api, o).await?;
+        return Ok(None);
+    }
+    Ok(held)
+}
+
+async fn hold(api: &Api<Lease>, o: &Options) -> Result<Option<u64>, kube::Error> {
     match api.get_opt(&o.name).await? {
         None => {
             api.create(&PostParams::default(), &lease_body(o, 0, None, None)).await?;
@@ -122,7 +179,8 @@ pub fn spawn(client: kube::Client, o: Options) -> (Leadership, tokio::task::Join
         loop {
             let started = tokio::time::Instant::now();
             // A hung API call must not keep us "leading" past the renew deadline.
-            let attempt = match tokio::time::timeout(renew_every, try_hold(&api, &o)).await {
+            let leading = tx.borrow().is_some();
+            let attempt = match tokio::time::timeout(renew_every, try_hold(&api, &o, leading)).await {
                 Ok(r) => r,
                 Err(_) => Err(kube::Error::Service(format!("lease renewal timed out after {renew_every:?}").into())),
             };
@@ -162,8 +220,11 @@ pub fn spawn(client: kube::Client, o: Options) -> (Leadership, tokio::task::Join
 /// Gives the lease up (stop the election task first): no holder, and a one-second duration
 /// that has already run out, so a standby takes over on its next attempt. The epoch stays;
 /// the next holder's term is the next one.
-pub async fn release(client: &kube::Client, o: &Options) -> Result<(), kube::Error> {
-    let api: Api<Lease> = Api::namespaced(client.clone(), &o.namespace);
+pub async fn release_lease(client: &kube::Client, o: &Options) -> Result<(), kube::Error> {
+    release(&Api::namespaced(client.clone(), &o.namespace), o).await
+}
+
+async fn release(api: &Api<Lease>, o: &Options) -> Result<(), kube::Error> {
     let Some(l) = api.get_opt(&o.name).await? else { return Ok(()) };
     let spec = l.spec.clone().unwrap_or_default();
     if spec.holder_identity.as_deref() != Some(o.identity.as_str()) {
@@ -171,7 +232,10 @@ pub async fn release(client: &kube::Client, o: &Options) -> Result<(), kube::Err
     }
     let past = (Utc::now() - chrono::Duration::seconds(2)).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let body: Lease = serde_json::from_value(json!({
-        "metadata": { "name": o.name, "namespace": o.namespace, "resourceVersion": l.metadata.resource_version },
+        "metadata": {
+            "name": o.name, "namespace": o.namespace, "resourceVersion": l.metadata.resource_version,
+            "labels": l.metadata.labels, "annotations": l.metadata.annotations,
+        },
         "spec": {
             "holderIdentity": null,
             "leaseDurationSeconds": 1,

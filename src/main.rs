@@ -66,6 +66,8 @@ fn command(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
             journal,
             no_leader_elect,
             lease,
+            shards,
+            shard_ordinal,
             max_concurrent,
             api_qps,
             api_burst,
@@ -80,6 +82,18 @@ fn command(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
                 "off" => None,
                 a => Some(a.parse().with_context(|| format!("--http-addr {a:?} is not HOST:PORT or off"))?),
             };
+            if shards > 1 && no_leader_elect {
+                anyhow::bail!("--shards {shards} needs leader election: each shard is fenced by its own Lease");
+            }
+            let shard = match (shard_ordinal, shards) {
+                (Some(k), n) => vworkspace_operator::shard::Shard::new(k, n),
+                (None, 1) => Ok(vworkspace_operator::shard::Shard::default()),
+                (None, n) => vworkspace_operator::shard::Shard::from_pod_name(
+                    &std::env::var("POD_NAME").context("--shards > 1 needs --shard-ordinal or POD_NAME")?,
+                    n,
+                ),
+            }
+            .context("choosing this pod's shard")?;
             rt.block_on(async {
                 let client = kube::Client::try_default()
                     .await
@@ -88,7 +102,7 @@ fn command(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
                     journal: (journal != "memory").then(|| std::path::PathBuf::from(&journal)),
                     leader: (!no_leader_elect).then(|| {
                         let ns = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
-                        vworkspace_operator::leader::Options::from_env(&ns, &lease)
+                        vworkspace_operator::leader::Options::from_env(&ns, &lease, shard)
                     }),
                     limits: vworkspace_operator::dispatch::Limits {
                         concurrency: max_concurrent as usize,
@@ -104,6 +118,7 @@ fn command(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
                         window: std::time::Duration::from_millis(event_window_ms),
                         ..vworkspace_operator::events::push::Options::new(url)
                     }),
+                    shard,
                     ..Default::default()
                 };
                 vworkspace_operator::run::run_until(client, opts, terminated()).await.context("the operator stopped")

@@ -29,6 +29,17 @@ pub enum RecordBody {
     Discovery(Discovery),
     /// The operator (re)started or took over leadership: commands in flight may never have run.
     Restart,
+    /// A new operator process, before its watches start: what it restored may be stale (or,
+    /// after a change of shard count, no longer its own) until every kind is relisted.
+    Started(Started),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Started {
+    /// The shard this process serves: its journal holds only that shard's Operations.
+    #[serde(default)]
+    pub shard: crate::shard::Shard,
 }
 
 impl RecordBody {

@@ -55,6 +55,8 @@ pub struct Options {
     pub events: Option<crate::events::push::Options>,
     /// How long a shutdown waits for commands in flight.
     pub drain: Duration,
+    /// The shard this process serves (0 of 1: everything).
+    pub shard: crate::shard::Shard,
 }
 
 impl Default for Options {
@@ -70,6 +72,7 @@ impl Default for Options {
             audit: None,
             events: None,
             drain: Duration::from_secs(20),
+            shard: crate::shard::Shard::default(),
         }
     }
 }
@@ -201,9 +204,13 @@ pub async fn run_until(
         }
         None => (tokio::sync::watch::channel(Some(crate::leader::Term::sole())).1, None),
     };
-    let effector = Arc::new(Effector::new(client.clone()));
+    let effector = Arc::new(Effector::new(client.clone()).with_lease(opts.leader.as_ref().map(|l| l.name.clone())));
     tokio::spawn(dispatch::run(effector, cmd_rx, tx.clone(), leadership.clone(), opts.limits.clone()));
-    let ingest = AbortOnDrop(tokio::spawn(crate::ingest::run(client.clone(), tx.clone(), opts.rediscover)));
+    // Before any watch record: the fold waits for this process's relists before acting.
+    let _ = tx.send(RecordBody::Started(crate::record::Started { shard: opts.shard }));
+    tracing::info!(shard = %opts.shard, "serving shard");
+    let own = crate::ownership::Ownership::new(client.clone(), opts.shard);
+    let ingest = AbortOnDrop(tokio::spawn(crate::ingest::run(client.clone(), tx.clone(), opts.rediscover, own)));
     // Whatever was in flight when the last process stopped (or the last leader) may never have
     // run: each gain of leadership is a Restart record, and the fold re-derives it.
     tokio::spawn(restart_on_leadership(leadership.clone(), tx.clone()));
@@ -213,7 +220,7 @@ pub async fn run_until(
     fold_loop(&mut state, journal, Channels { rx, tx, cmd_tx }, &opts, outputs, shutdown).await?;
     if let (Some(l), Some(elector)) = (&opts.leader, elector) {
         drop(elector);
-        match crate::leader::release(&client, l).await {
+        match crate::leader::release_lease(&client, l).await {
             Ok(()) => tracing::info!(lease = %l.name, "lease released"),
             Err(e) => tracing::warn!(error = %e, "lease not released; it expires on its own"),
         }

@@ -101,6 +101,19 @@ async fn the_chart_lints_renders_the_plain_manifests_and_is_accepted() {
             .any(|e| e["name"] == "OTEL_EXPORTER_OTLP_ENDPOINT" && e["value"] == "http://j:4317")
     );
 
+    // Replicas are shards; shards without their Leases are refused.
+    let three = render(&helm, &["--set", "replicas=3"]);
+    assert!(three.contains("replicas: 3") && three.contains("- --shards=3"), "{three}");
+    let chart = support::repo().join("deploy/helm/vworkspace-operator");
+    let refused = helm_cmd(&helm)
+        .args(["template", "vworkspace-operator"])
+        .arg(&chart)
+        .args(["--set", "replicas=3,leaderElection.enabled=false", "--kube-version", "1.37.2"])
+        .output()
+        .unwrap();
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && why.contains("each shard is fenced by its own Lease"), "{why}");
+
     // The CRDs, then the manifests, through server-side apply.
     let _client = support::client("admin").await;
     let kc = support::kubeconfig();

@@ -1,15 +1,12 @@
-//! `vworkspace-operator run` as a pod runs it: in-cluster configuration only (the
-//! ServiceAccount token and CA files at their fixed paths, `KUBERNETES_SERVICE_HOST`/`PORT`),
+//! `vworkspace-operator run` as a pod runs it (`support::pod`): in-cluster configuration only,
 //! with a token the real API server issued for the operator's ServiceAccount, so the operator
-//! has exactly the chart's RBAC and nothing more. The files are mounted in a private mount
-//! namespace (`unshare -m`, a tmpfs over /run), so the machine's own /run is untouched.
+//! has exactly the chart's RBAC and nothing more.
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use kube::api::Api;
 use serde_json::json;
 use vworkspace_operator::api::Operation;
@@ -19,20 +16,8 @@ use vworkspace_operator::sim;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_runs_from_in_cluster_configuration_with_its_own_rights() {
     let client = support::client("admin").await;
-    let kc = support::kubeconfig().to_str().unwrap().to_string();
     let kubectl = |args: &[&str]| support::ok(&support::kubectl("admin", args, None));
-    support::install_manifests();
-    let token = kubectl(&["create", "token", "vworkspace-operator", "-n", "vworkspace-system", "--duration", "1h"]);
-
-    // The pod's view: token, CA and namespace files; the API server's address in the environment.
-    let conf = kube::config::Kubeconfig::read_from(&kc).unwrap();
-    let cluster = conf.clusters[0].cluster.clone().unwrap();
-    let ca = base64::engine::general_purpose::STANDARD.decode(cluster.certificate_authority_data.unwrap()).unwrap();
-    let url: hyper::Uri = cluster.server.unwrap().parse().unwrap();
-    let sa = tempfile::tempdir().unwrap();
-    std::fs::write(sa.path().join("token"), token.trim()).unwrap();
-    std::fs::write(sa.path().join("ca.crt"), ca).unwrap();
-    std::fs::write(sa.path().join("namespace"), "vworkspace-system").unwrap();
+    let pod = support::pod::PodEnv::new();
 
     let ns = support::namespace("incluster").await;
     support::job_engine(&client, &ns).await;
@@ -42,27 +27,12 @@ async fn the_operator_runs_from_in_cluster_configuration_with_its_own_rights() {
 
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("operator.log");
-    let script = format!(
-        "mount -t tmpfs tmpfs /run && mkdir -p /run/secrets/kubernetes.io/serviceaccount && \
-         cp {sa}/token {sa}/ca.crt {sa}/namespace /run/secrets/kubernetes.io/serviceaccount/ && \
-         exec {bin} run --journal {journal} --http-addr 127.0.0.1:0",
-        sa = sa.path().display(),
-        bin = env!("CARGO_BIN_EXE_vworkspace-operator"),
-        journal = dir.path().join("journal").display(),
+    let journal = dir.path().join("journal");
+    let mut op = pod.spawn(
+        "vworkspace-operator-0",
+        &["--journal", journal.to_str().unwrap(), "--http-addr", "127.0.0.1:0"],
+        &log,
     );
-    let mut op = Command::new("unshare")
-        .args(["-m", "sh", "-c", &script])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("KUBERNETES_SERVICE_HOST", url.host().unwrap())
-        .env("KUBERNETES_SERVICE_PORT", url.port_u16().unwrap().to_string())
-        .env("POD_NAME", "vworkspace-operator-0")
-        .env("POD_NAMESPACE", "vworkspace-system")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-        .spawn()
-        .expect("unshare");
 
     support::apply(&client, &support::ar::<Operation>(), Some(&ns), json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation",
         "metadata": { "name": "pod-like", "namespace": ns }, "spec": { "type": "RunCommand", "target": { "name": "shop" } } })).await;
@@ -103,8 +73,8 @@ async fn the_operator_runs_from_in_cluster_configuration_with_its_own_rights() {
     assert_eq!(holder, "vworkspace-operator-0", "the Lease, taken with the ServiceAccount's token");
     // And nothing more: the same token cannot, for one, create Pods.
     let can = Command::new("kubectl")
-        .args(["--server", &format!("https://{}:{}", url.host().unwrap(), url.port_u16().unwrap())])
-        .args(["--certificate-authority", sa.path().join("ca.crt").to_str().unwrap(), "--token", token.trim()])
+        .args(["--server", &format!("https://{}:{}", pod.host, pod.port)])
+        .args(["--certificate-authority", pod.ca().to_str().unwrap(), "--token", &pod.token])
         .args(["auth", "can-i", "create", "pods", "-n", &ns])
         .output()
         .unwrap();

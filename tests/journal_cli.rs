@@ -108,6 +108,8 @@ fn run_rejects_bad_limits_before_touching_anything() {
         ("--event-window-ms", "999999"),
         ("--event-sink", "ftp://x"),
         ("--log-format", "xml"),
+        ("--shards", "0"),
+        ("--shard-ordinal", "first"),
     ] {
         let (ok, _, err) = cli(&["run", "--journal", "memory", flag, value]);
         assert!(!ok, "{flag} {value} was accepted");
@@ -115,4 +117,19 @@ fn run_rejects_bad_limits_before_touching_anything() {
     }
     let (ok, _, err) = cli(&["run", "--journal", "memory", "--http-addr", "nonsense"]);
     assert!(!ok && err.contains("--http-addr \"nonsense\" is not HOST:PORT or off"), "{err}");
+    // Shards: the ordinal must fit the count, come from somewhere, and have its Lease.
+    for (args, why) in [
+        (&["--shards", "3", "--shard-ordinal", "3"][..], "shard ordinal 3 is not below the shard count 3"),
+        (&["--shards", "2", "--no-leader-elect"][..], "--shards 2 needs leader election"),
+    ] {
+        let (ok, _, err) = cli(&[&["run", "--journal", "memory"][..], args].concat());
+        assert!(!ok && err.contains(why), "{args:?}: {err}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_vworkspace-operator"))
+        .args(["run", "--journal", "memory", "--shards", "2"])
+        .env("POD_NAME", "laptop")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("pod name \"laptop\" does not end in -<ordinal>"), "{err}");
 }

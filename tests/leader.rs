@@ -43,10 +43,8 @@ async fn standby_takes_over_under_a_new_epoch() {
         journal: Some(dir.join("j")),
         rediscover: Duration::from_secs(2),
         leader: Some(leader::Options {
-            namespace: ns.clone(),
-            name: "vworkspace-operator".into(),
-            identity: id.into(),
             lease_duration,
+            ..leader::Options::new(&ns, "vworkspace-operator", id, Default::default())
         }),
         ..Default::default()
     };

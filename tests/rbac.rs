@@ -145,7 +145,7 @@ async fn the_operator_needs_exactly_the_rights_deploy_grants() {
     let journal = tempfile::tempdir().unwrap();
     let lease = leader::Options {
         lease_duration: Duration::from_secs(6),
-        ..leader::Options::from_env("vworkspace-system", "vworkspace-operator")
+        ..leader::Options::from_env("vworkspace-system", "vworkspace-operator", Default::default())
     };
     let opts = run::Options {
         journal: Some(journal.path().join("j")),

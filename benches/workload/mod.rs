@@ -1,5 +1,6 @@
 //! A journal recorded by the model harness, shared by the benches: N Operations of three
 //! engines, each through its upstream phases to a terminal outcome.
+#![allow(dead_code)] // each bench uses part of it
 
 use serde_json::{Value, json};
 use vworkspace_operator::harness::Harness;

@@ -28,6 +28,8 @@ pub type Done<T = OutcomeData> = Result<T, (R, String)>;
 pub struct Effector {
     client: kube::Client,
     recorder: Recorder,
+    /// The Lease whose terms fence this effector (it names the shard), on every write.
+    lease: Option<String>,
 }
 
 fn ops_resource() -> ApiResource {
@@ -51,8 +53,12 @@ pub(crate) fn classify(e: &kube::Error) -> (R, String) {
     }
 }
 
-fn epoch_annotation(epoch: u64) -> Value {
-    json!({ "metadata": { "annotations": { ANNOTATION_EPOCH: epoch.to_string() } } })
+fn epoch_annotation(epoch: u64, lease: Option<&str>) -> Value {
+    let mut a = json!({ ANNOTATION_EPOCH: epoch.to_string() });
+    if let Some(l) = lease {
+        a[crate::shard::ANNOTATION_LEASE] = json!(l);
+    }
+    json!({ "metadata": { "annotations": a } })
 }
 
 impl Execute for Effector {
@@ -64,7 +70,13 @@ impl Execute for Effector {
 impl Effector {
     pub fn new(client: kube::Client) -> Self {
         let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
-        Self { recorder: Recorder::new(client.clone(), reporter), client }
+        Self { recorder: Recorder::new(client.clone(), reporter), client, lease: None }
+    }
+
+    /// Names the Lease on every write (`ops.vworkspace.io/lease`), beside its epoch.
+    pub fn with_lease(mut self, lease: Option<String>) -> Self {
+        self.lease = lease;
+        self
     }
 
     fn child_api(&self, kind: ChildKind, namespace: &str) -> Api<DynamicObject> {
@@ -89,7 +101,7 @@ impl Effector {
                     }
                     None => Vec::new(),
                 };
-                manifest["metadata"]["annotations"][ANNOTATION_EPOCH] = json!(epoch.to_string());
+                crate::json::merge(&mut manifest, &epoch_annotation(epoch, self.lease.as_deref()));
                 // Joins the child to its Operation's trace (derived from the UID, like the trace).
                 manifest["metadata"]["annotations"][crate::api::ANNOTATION_TRACEPARENT] =
                     json!(crate::signals::ids::traceparent(&cmd.uid));
@@ -107,7 +119,7 @@ impl Effector {
                 .map_err(err),
             Action::PatchChild { kind, namespace, name, patch } => {
                 let mut patch = patch.clone();
-                crate::json::merge(&mut patch, &epoch_annotation(epoch));
+                crate::json::merge(&mut patch, &epoch_annotation(epoch, self.lease.as_deref()));
                 self.child_api(*kind, namespace)
                     .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
@@ -237,7 +249,7 @@ impl Effector {
         }
         let mut patch = json!({ "metadata": { "resourceVersion": current.metadata.resource_version },
             "spec": { "chart": { "version": version } } });
-        crate::json::merge(&mut patch, &epoch_annotation(epoch));
+        crate::json::merge(&mut patch, &epoch_annotation(epoch, self.lease.as_deref()));
         match api.patch(target, &PatchParams::default(), &Patch::Merge(&patch)).await {
             Ok(obj) => Ok(OutcomeData::Generation(obj.metadata.generation.unwrap_or(0))),
             // Lost a race with another writer: transient, the guard is checked again.
@@ -262,7 +274,7 @@ impl Effector {
         // The resourceVersion makes this a compare-and-swap; a lost race is retried.
         let mut patch =
             json!({ "metadata": { "finalizers": fins, "resourceVersion": current.metadata.resource_version } });
-        crate::json::merge(&mut patch, &epoch_annotation(epoch));
+        crate::json::merge(&mut patch, &epoch_annotation(epoch, self.lease.as_deref()));
         match api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
             Ok(_) => Ok(OutcomeData::None),
             Err(kube::Error::Api(s)) if s.code == 409 => {

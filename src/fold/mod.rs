@@ -37,6 +37,9 @@ pub struct State {
     pub by_target: BTreeMap<(String, String), BTreeSet<OpKey>>,
     /// Highest `seq` folded; older records (already in a snapshot) are skipped.
     pub last_seq: u64,
+    /// The shard the journal belongs to (from the latest Started record).
+    #[serde(default)]
+    pub shard: crate::shard::Shard,
 }
 
 impl State {
@@ -70,6 +73,12 @@ pub fn step(state: &mut State, record: &Record) -> Vec<Command> {
             state.world.discovery(d);
             state.world.watch(&d.watched);
             touched.all_unstarted = true;
+        }
+        RecordBody::Started(s) => {
+            // Act only on what the new process relists: absence means nothing until then, and
+            // the relist drops what another shard now owns.
+            state.world.restart_sync();
+            state.shard = s.shard;
         }
         RecordBody::Restart => {
             for op in state.ops.values_mut() {

@@ -65,6 +65,21 @@ impl World {
         self.installed = d.installed.iter().copied().chain([ChildKind::Job]).collect();
     }
 
+    /// A new process: every kind must be listed again before absence means anything. Child
+    /// kinds wait for the process's Discovery record (which precedes its watches), so an engine
+    /// uninstalled meanwhile does not keep the fold waiting for a list that never comes.
+    pub fn restart_sync(&mut self) {
+        self.watched = [
+            ResourceKind::Operation,
+            ResourceKind::OperationTemplate,
+            ResourceKind::ApplicationInstance,
+            ResourceKind::Secret,
+        ]
+        .into();
+        self.synced.clear();
+        self.relists.clear();
+    }
+
     pub fn watch(&mut self, kinds: &BTreeSet<ResourceKind>) {
         self.watched.extend(kinds.iter().copied());
     }

@@ -310,6 +310,9 @@ fn record_text(e: &Entry, rec: &Record) -> (&'static str, String) {
         RecordBody::Timer(t) => ("record", format!("timer {:?} fired", t.timer)),
         RecordBody::Discovery(d) => ("record", format!("discovery: {} engine CRD(s) installed", d.installed.len())),
         RecordBody::Restart => ("record", "restart: commands in flight are derived again".into()),
+        RecordBody::Started(s) => {
+            ("record", format!("process started (shard {}): acting once every kind is relisted", s.shard))
+        }
     }
 }
 

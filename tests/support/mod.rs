@@ -3,6 +3,8 @@
 //! A missing prerequisite (Go, kubectl) fails the test with a clear message; nothing is skipped.
 #![allow(dead_code)]
 
+pub mod pod;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;

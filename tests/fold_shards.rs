@@ -1,0 +1,93 @@
+//! The fold's side of sharding and restarts: a new process (a Started record) acts only on what
+//! it has relisted, and a relist filtered by a new shard count forgets the Operations another
+//! shard now owns, without a command for them.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use vworkspace_operator::ownership::owns_operation;
+use vworkspace_operator::record::{ChildKind, Discovery, RecordBody, ResourceKind, Started};
+use vworkspace_operator::shard::{Shard, owner};
+
+const BASE: [ResourceKind; 4] =
+    [ResourceKind::Operation, ResourceKind::OperationTemplate, ResourceKind::ApplicationInstance, ResourceKind::Secret];
+
+fn started(h: &mut vworkspace_operator::harness::Harness, shard: Shard) -> usize {
+    h.record(RecordBody::Started(Started { shard })).len()
+}
+
+#[test]
+fn a_new_process_acts_only_after_relisting_every_kind() {
+    let mut h = world();
+    h.discovery(&[ChildKind::Job]);
+    for k in BASE.into_iter().chain([ResourceKind::Child(ChildKind::Job)]) {
+        h.relist(k);
+    }
+    submit(&mut h, operation("cmd", "RunCommand", None, json!({})));
+    let (k, ns, name) = only_child(&h, "cmd");
+
+    assert_eq!(started(&mut h, Shard::default()), 0);
+    assert!(!h.state.synced(), "restored state is stale until relisted");
+    assert_eq!(h.state.shard, Shard::default());
+    let commands = h.commands.len();
+    let cmds = h.record(RecordBody::Restart);
+    assert!(cmds.is_empty(), "nothing is re-derived from stale state: {cmds:?}");
+    // The child finished while no process watched; only the relist tells.
+    h.set_child_status_quietly(
+        k,
+        &ns,
+        &name,
+        json!({ "succeeded": 1, "conditions": [{ "type": "Complete", "status": "True" }] }),
+    );
+    // The process's Discovery comes before its watches, and names the child kinds again.
+    let watched = BASE.into_iter().chain([ResourceKind::Child(k)]).collect();
+    let d = Discovery { installed: [k].into(), watched };
+    assert!(h.record(RecordBody::Discovery(d)).is_empty());
+    for kind in BASE {
+        h.relist(kind);
+    }
+    assert!(!h.state.synced(), "the Job kind is not relisted yet");
+    assert_eq!(h.phase(NS, "cmd"), "Running");
+    h.relist(ResourceKind::Child(k));
+    assert_eq!(h.phase(NS, "cmd"), "Succeeded", "{}", h.status(NS, "cmd"));
+    assert!(h.commands.len() > commands, "it acted once synced");
+    let creates = h
+        .commands
+        .iter()
+        .filter(|c| matches!(c.action, vworkspace_operator::command::Action::CreateChild { .. }))
+        .count();
+    assert_eq!(creates, 1, "no second child");
+}
+
+#[test]
+fn a_relist_under_a_new_shard_count_forgets_what_another_shard_owns() {
+    // Two targets that land on different shards of two.
+    let names: Vec<String> = (0..50).map(|i| format!("app-{i}")).collect();
+    let mine = names.iter().find(|n| owner(NS, n, 2) == 0).unwrap().clone();
+    let theirs = names.iter().find(|n| owner(NS, n, 2) == 1).unwrap().clone();
+    let mut h = world();
+    for t in [&mine, &theirs] {
+        h.apply(ResourceKind::ApplicationInstance, app(t, Some(true)));
+    }
+    for (op, t) in [("keep", &mine), ("move", &theirs)] {
+        let mut o = operation(op, "RunCommand", None, json!({}));
+        o["spec"]["target"]["name"] = json!(t);
+        submit(&mut h, o);
+    }
+    assert_eq!(h.state.ops.len(), 2);
+    let shard = Shard::new(0, 2).unwrap();
+    started(&mut h, shard);
+    let before = h.commands.len();
+    for kind in BASE {
+        h.relist_where(kind, |o| kind != ResourceKind::Operation || owns_operation(&shard, o));
+    }
+    let names: Vec<&str> = h.state.ops.keys().map(|k| k.name.as_str()).collect();
+    assert_eq!(names, ["keep"], "the moved Operation is forgotten");
+    assert!(
+        h.commands[before..].iter().all(|c| c.op.name == "keep"),
+        "no command for an Operation another shard owns: {:?}",
+        &h.commands[before..]
+    );
+    assert_eq!(h.state.shard, shard);
+}
