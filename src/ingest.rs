@@ -87,8 +87,8 @@ async fn forward<K>(
                 continue;
             }
         };
-        if let RecordBody::Observed(Observed { object: Some(obj), .. }) = &body
-            && !own.keeps(kind, obj).await
+        if let RecordBody::Observed(Observed { object: Some(obj), event, .. }) = &body
+            && !own.keeps(kind, obj, *event == WatchEvent::Delete).await
         {
             continue;
         }

@@ -5,10 +5,11 @@
 //!
 //! With shards, each shard has its own Lease, labelled with the family (the base name) and
 //! annotated with the shard count its holder runs with. The barrier: a pod that is not already
-//! leading writes its Lease first and then lists the family; if any other Lease is live under a
-//! different shard count, it releases its own and waits. Of two pods that race, the later list
-//! sees the other's write, so two shard counts never act at once: during a change of count, the
-//! old pods keep their shards until they stop, and the new ones start when the last has gone.
+//! leading lists the family, writes its Lease, and lists again; if any other Lease is live under
+//! a different shard count, it does not take (or releases) its own and waits. Of two pods that
+//! race, the later second list sees the other's write, so two shard counts never act at once:
+//! during a change of count, the old pods keep their shards until they stop, and the new ones
+//! start when the last has gone.
 
 use std::time::Duration;
 
@@ -32,7 +33,13 @@ pub struct Options {
     /// The family's base name (`--lease`); `name` is this shard's Lease in it.
     pub family: String,
     pub shard: Shard,
+    /// This process, among the processes of one pod name: a restarted pod takes its Lease over
+    /// at once but in a new term, and a previous process still running steps down.
+    pub instance: String,
 }
+
+/// Annotation on a Lease: the holder's process instance.
+pub const ANNOTATION_INSTANCE: &str = "ops.vworkspace.io/holder-instance";
 
 impl Options {
     /// Identity from the Downward API (`POD_NAME`), else host and process id; the Lease is the
@@ -52,6 +59,11 @@ impl Options {
             lease_duration: Duration::from_secs(15),
             family: base.into(),
             shard,
+            instance: format!(
+                "{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+            ),
         }
     }
 }
@@ -90,7 +102,7 @@ fn lease_body(o: &Options, epoch: u64, acquire: Option<&str>, rv: Option<String>
         "metadata": {
             "name": o.name, "namespace": o.namespace, "resourceVersion": rv,
             "labels": { LABEL_LEASE_FAMILY: o.family },
-            "annotations": { ANNOTATION_SHARDS: o.shard.count.to_string() },
+            "annotations": { ANNOTATION_SHARDS: o.shard.count.to_string(), ANNOTATION_INSTANCE: o.instance },
         },
         "spec": {
             "holderIdentity": o.identity,
@@ -115,21 +127,34 @@ fn live(l: &Lease) -> bool {
     l.spec.as_ref().and_then(|s| s.holder_identity.as_deref()).is_some_and(|h| !h.is_empty()) && !expired(l)
 }
 
-/// Another Lease of the family, live, held under a different shard count.
+/// Another Lease of the family, live, held under a different shard count. The plain `<lease>`
+/// of a single replica counts too, even unlabelled (an operator from before shards: count 1).
 async fn other_count(api: &Api<Lease>, o: &Options) -> Result<Option<String>, kube::Error> {
     let lp = kube::api::ListParams::default().labels(&format!("{LABEL_LEASE_FAMILY}={}", o.family));
+    let mut leases = api.list(&lp).await?.items;
+    if o.name != o.family
+        && let Some(plain) = api.get_opt(&o.family).await?
+    {
+        leases.push(plain);
+    }
     let mine = o.shard.count.to_string();
-    Ok(api.list(&lp).await?.items.into_iter().find_map(|l| {
-        let count = l.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_SHARDS)).cloned().unwrap_or_default();
+    Ok(leases.into_iter().find_map(|l| {
+        let count = l.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_SHARDS)).cloned();
+        let count = count.unwrap_or_else(|| "1".into());
         let name = l.metadata.name.clone().unwrap_or_default();
         (name != o.name && count != mine && live(&l)).then(|| format!("{name} (shards {count})"))
     }))
 }
 
 /// One attempt to take or keep the lease; returns the epoch when we hold it. A pod not already
-/// leading passes the shard-count barrier after writing (see the module's comment).
+/// leading passes the shard-count barrier before writing (no term is taken in vain while it
+/// waits) and again after (see the module's comment).
 async fn try_hold(api: &Api<Lease>, o: &Options, leading: bool) -> Result<Option<u64>, kube::Error> {
-    let held = hold(api, o).await?;
+    if !leading && let Some(other) = other_count(api, o).await? {
+        tracing::info!(lease = %o.name, %other, shards = o.shard.count, "waiting: a shard of another shard count is live");
+        return Ok(None);
+    }
+    let held = hold(api, o, leading).await?;
     if leading || held.is_none() {
         return Ok(held);
     }
@@ -141,7 +166,7 @@ async fn try_hold(api: &Api<Lease>, o: &Options, leading: bool) -> Result<Option
     Ok(held)
 }
 
-async fn hold(api: &Api<Lease>, o: &Options) -> Result<Option<u64>, kube::Error> {
+async fn hold(api: &Api<Lease>, o: &Options, leading: bool) -> Result<Option<u64>, kube::Error> {
     match api.get_opt(&o.name).await? {
         None => {
             api.create(&PostParams::default(), &lease_body(o, 0, None, None)).await?;
@@ -150,9 +175,16 @@ async fn hold(api: &Api<Lease>, o: &Options) -> Result<Option<u64>, kube::Error>
         Some(l) => {
             let spec = l.spec.clone().unwrap_or_default();
             let epoch = spec.lease_transitions.unwrap_or(0) as u64;
-            let ours = spec.holder_identity.as_deref() == Some(o.identity.as_str());
+            let our_pod = spec.holder_identity.as_deref() == Some(o.identity.as_str());
+            let instance = l.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_INSTANCE));
+            let ours = our_pod && instance.is_none_or(|i| *i == o.instance);
             let rv = l.metadata.resource_version.clone();
-            if ours {
+            if our_pod && !ours && !leading {
+                // A restart of this pod (one pod per name): take over at once, in a new term, so
+                // the previous process's writes, if it still runs, carry the older epoch.
+                api.replace(&o.name, &PostParams::default(), &lease_body(o, epoch + 1, None, rv)).await?;
+                Ok(Some(epoch + 1))
+            } else if ours {
                 let acquire = spec.acquire_time.map(|t| t.0.to_string());
                 api.replace(&o.name, &PostParams::default(), &lease_body(o, epoch, acquire.as_deref(), rv)).await?;
                 Ok(Some(epoch))

@@ -39,8 +39,9 @@ impl Ownership {
         self.shard
     }
 
-    /// Whether an object of `kind` goes into this shard's journal.
-    pub async fn keeps(&self, kind: ResourceKind, obj: &Value) -> bool {
+    /// Whether an object of `kind` goes into this shard's journal; `deleted` for a Delete event
+    /// (a deleted Operation's UID is forgotten: its children are garbage by then).
+    pub async fn keeps(&self, kind: ResourceKind, obj: &Value, deleted: bool) -> bool {
         if self.shard.count <= 1 {
             return true;
         }
@@ -48,8 +49,11 @@ impl Ownership {
             ResourceKind::Operation => {
                 let mine = owns_operation(&self.shard, obj);
                 let uid = str_at(obj, "/metadata/uid");
-                if !uid.is_empty() {
-                    self.owned.lock().unwrap_or_else(|p| p.into_inner()).insert(uid.to_string(), mine);
+                let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
+                if deleted {
+                    owned.remove(uid);
+                } else if !uid.is_empty() {
+                    owned.insert(uid.to_string(), mine);
                 }
                 mine
             }

@@ -214,12 +214,20 @@ pub async fn run_until(
     // Whatever was in flight when the last process stopped (or the last leader) may never have
     // run: each gain of leadership is a Restart record, and the fold re-derives it.
     tokio::spawn(restart_on_leadership(leadership.clone(), tx.clone()));
+    let last_term = leadership.clone();
     let sinks = crate::signals::sinks::Sinks::new(&state, audit, Some(leadership));
     // Timers of restored Operations are re-armed by the fold after the Restart record.
     let outputs = Outputs { sinks, outbox, events: events_tx, ingest: Some(ingest) };
-    fold_loop(&mut state, journal, Channels { rx, tx, cmd_tx }, &opts, outputs, shutdown).await?;
+    let unfinished = fold_loop(&mut state, journal, Channels { rx, tx, cmd_tx }, &opts, outputs, shutdown).await?;
     if let (Some(l), Some(elector)) = (&opts.leader, elector) {
         drop(elector);
+        // Attempts still running past the drain may act until their term's deadline: the
+        // Lease is handed on only after it, so a successor never overlaps them.
+        let term = *last_term.borrow();
+        if let (true, Some(t)) = (unfinished > 0, term) {
+            tracing::warn!(unfinished, "waiting out the lease term before releasing it");
+            tokio::time::sleep_until(t.valid_until).await;
+        }
         match crate::leader::release_lease(&client, l).await {
             Ok(()) => tracing::info!(lease = %l.name, "lease released"),
             Err(e) => tracing::warn!(error = %e, "lease not released; it expires on its own"),
@@ -298,7 +306,7 @@ async fn fold_loop(
     opts: &Options,
     mut out: Outputs,
     shutdown: impl std::future::Future<Output = ()>,
-) -> Result<()> {
+) -> Result<i64> {
     let Channels { mut rx, tx, cmd_tx } = ch;
     let shutdown = std::pin::pin!(shutdown);
     let mut shutdown = shutdown;
@@ -309,7 +317,8 @@ async fn fold_loop(
     let mut since_snapshot = 0u64;
     let mut snapshot_at = std::time::Instant::now();
     let mut in_flight: i64 = 0;
-    crate::http::READY.store(state.synced(), std::sync::atomic::Ordering::Relaxed);
+    // Not ready until this process has relisted (its Started record, the first, says so).
+    crate::http::READY.store(false, std::sync::atomic::Ordering::Relaxed);
     loop {
         let far = tokio::time::Instant::now() + Duration::from_secs(86_400);
         let first = tokio::select! {
@@ -436,7 +445,7 @@ async fn fold_loop(
         snapshot(j, state, opts, out.outbox.as_ref())?;
         j.durable()?;
     }
-    Ok(())
+    Ok(in_flight.max(0))
 }
 
 fn snapshot(j: &SledJournal, state: &State, opts: &Options, outbox: Option<&Outbox>) -> Result<()> {

@@ -91,3 +91,46 @@ fn a_relist_under_a_new_shard_count_forgets_what_another_shard_owns() {
     );
     assert_eq!(h.state.shard, shard);
 }
+
+#[test]
+fn a_shard_that_comes_back_adopts_what_another_shard_finished_meanwhile() {
+    let complete = json!({ "succeeded": 1, "conditions": [{ "type": "Complete", "status": "True" }] });
+    // The other shard's run of the same Operation, to its end.
+    let mut other = world();
+    submit(&mut other, operation("cmd", "RunCommand", None, json!({})));
+    let (k, ns, name) = only_child(&other, "cmd");
+    other.set_child_status(k, &ns, &name, complete.clone());
+    assert_eq!(other.phase(NS, "cmd"), "Succeeded");
+    let done = other.get(ResourceKind::Operation, NS, "cmd").unwrap()["status"].clone();
+
+    // This shard started it, then went away (scaled down); meanwhile the other shard finished it
+    // and the Job was removed (a TTL, or by hand).
+    let mut h = world();
+    submit(&mut h, operation("cmd", "RunCommand", None, json!({})));
+    assert_eq!(only_child(&h, "cmd"), (k, ns.clone(), name.clone()));
+    let key = vworkspace_operator::key::ObjKey::new(NS, "cmd");
+    h.objects.get_mut(&(ResourceKind::Operation, key)).unwrap()["status"] = done;
+    h.objects.remove(&(ResourceKind::Child(k), vworkspace_operator::key::ObjKey::new(&ns, &name)));
+
+    // It comes back with its old journal.
+    started(&mut h, Shard::default());
+    let before = h.commands.len();
+    let watched = BASE.into_iter().chain([ResourceKind::Child(k)]).collect();
+    h.record(RecordBody::Discovery(Discovery { installed: [k].into(), watched }));
+    h.record(RecordBody::Restart);
+    for kind in BASE.into_iter().chain([ResourceKind::Child(k)]) {
+        h.relist(kind);
+    }
+    assert_eq!(h.phase(NS, "cmd"), "Succeeded", "{}", h.status(NS, "cmd"));
+    let after = &h.commands[before..];
+    use vworkspace_operator::api::OperationPhase;
+    use vworkspace_operator::command::Action;
+    assert!(
+        after.iter().all(|c| match &c.action {
+            Action::CreateChild { .. } => false,
+            Action::PatchStatus { status } => status.phase == Some(OperationPhase::Succeeded),
+            _ => true,
+        }),
+        "nothing re-driven from the stale step: {after:?}"
+    );
+}

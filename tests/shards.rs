@@ -1,5 +1,6 @@
 //! Sharding against the real API server: three operator processes run as StatefulSet pods 0, 1
 //! and 2 would (in-cluster identity, a journal each), and 300 Operations spread over 30 targets.
+//! - They wait while the unlabelled Lease of an operator from before shards is live.
 //! - Each Operation is handled by exactly one shard, the one its target hashes to: read from the
 //!   Lease annotation on its child and from the journals (exported live).
 //! - Shard 1 is killed (SIGKILL) mid-flight and replaced with the same ordinal and journal: its
@@ -192,10 +193,22 @@ async fn three_shards_split_300_operations_survive_a_kill_and_hand_over_on_scale
     let mut sims = tokio::spawn(sim::run(client.clone(), sim_opts));
     let dir = tempfile::tempdir().unwrap();
     let mut shards = Shards { env, dir: dir.path().to_path_buf(), procs: BTreeMap::new() };
+    // A single replica of an operator from before shards still leads: its plain, unlabelled
+    // Lease holds the three new shards back until it is gone.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "vworkspace-system");
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let old: Lease = serde_json::from_value(json!({ "metadata": { "name": FAMILY, "namespace": "vworkspace-system" },
+        "spec": { "holderIdentity": "vworkspace-operator-0", "leaseDurationSeconds": 60, "acquireTime": now, "renewTime": now, "leaseTransitions": 4 } })).unwrap();
+    leases.create(&Default::default(), &old).await.unwrap();
     for k in 0..3 {
         shards.start(k, 3);
     }
-    let leases: Api<Lease> = Api::namespaced(client.clone(), "vworkspace-system");
+    let barrier = "waiting: a shard of another shard count is live";
+    wait_until(&mut shards, "the shards wait for the old single replica", Duration::from_secs(30), || async {
+        (0..3).all(|k| std::fs::read_to_string(shards_log(&dir, k)).unwrap_or_default().contains(barrier))
+    })
+    .await;
+    leases.delete(FAMILY, &Default::default()).await.unwrap();
     let held = |k: u32, count: u32| {
         let leases = leases.clone();
         async move {
@@ -223,6 +236,8 @@ async fn three_shards_split_300_operations_survive_a_kill_and_hand_over_on_scale
         jobs(&job_api).await.len() >= 100
     })
     .await;
+    let epoch = |l: Lease| l.spec.and_then(|s| s.lease_transitions).unwrap_or(0);
+    let epoch_before = epoch(leases.get(&format!("{FAMILY}-shard-1")).await.unwrap());
     let mut one = shards.procs.remove(&1).unwrap();
     one.kill().unwrap();
     one.wait().unwrap();
@@ -234,6 +249,8 @@ async fn three_shards_split_300_operations_survive_a_kill_and_hand_over_on_scale
     })
     .await;
     eprintln!("{done_at_kill} of 300 had succeeded when shard 1 was killed; shards {per_shard:?}");
+    let epoch_after = epoch(leases.get(&format!("{FAMILY}-shard-1")).await.unwrap());
+    assert_eq!(epoch_after, epoch_before + 1, "the replacement took the Lease over in a new term");
     assert!(done_at_kill < 300, "the kill came mid-flight");
 
     // Exactly one Job each, created under the Lease of the shard the target hashes to.
@@ -281,7 +298,6 @@ async fn three_shards_split_300_operations_survive_a_kill_and_hand_over_on_scale
         shards.procs.remove(&k);
     }
     shards.start(1, 2);
-    let barrier = "waiting: a shard of another shard count is live";
     wait_until(&mut shards, "the new pod 1 waits for the old pod 0", Duration::from_secs(30), || async {
         std::fs::read_to_string(shards_log(&dir, 1)).unwrap_or_default().contains(barrier)
     })

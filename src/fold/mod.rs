@@ -40,6 +40,9 @@ pub struct State {
     /// The shard the journal belongs to (from the latest Started record).
     #[serde(default)]
     pub shard: crate::shard::Shard,
+    /// Set by a Started record until the process's first Operation relist ends.
+    #[serde(default)]
+    pub first_relist: bool,
 }
 
 impl State {
@@ -79,6 +82,7 @@ pub fn step(state: &mut State, record: &Record) -> Vec<Command> {
             // the relist drops what another shard now owns.
             state.world.restart_sync();
             state.shard = s.shard;
+            state.first_relist = true;
         }
         RecordBody::Restart => {
             for op in state.ops.values_mut() {

@@ -78,6 +78,24 @@ fn relist_ops(
     at: DateTime<Utc>,
     touched: &mut Touched,
 ) {
+    // The first relist of a new process: an Operation whose status is not what this journal last
+    // wrote was moved on by another shard meanwhile (a shard count that went down and up again):
+    // the cluster is the truth, so it is adopted afresh instead of resumed from a stale step.
+    if std::mem::take(&mut state.first_relist) {
+        let moved: Vec<OpKey> = fresh
+            .iter()
+            .filter_map(|(k, obj)| {
+                let key = OpKey::new(k.namespace.clone(), k.name.clone());
+                let op = state.ops.get(&key)?;
+                let status = obj.get("status").and_then(|s| OperationStatus::deserialize(s).ok());
+                let same_uid = obj.pointer("/metadata/uid").and_then(Value::as_str) == Some(op.uid.as_str());
+                (same_uid && status.is_some() && status != op.last_status).then_some(key)
+            })
+            .collect();
+        for k in moved {
+            delete_op(state, &k, touched);
+        }
+    }
     let gone: Vec<OpKey> = state
         .ops
         .keys()
