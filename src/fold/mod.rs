@@ -194,7 +194,11 @@ fn reconcile_touched(state: &mut State, touched: Touched, now: chrono::DateTime<
                 .cloned(),
         );
     }
-    // A finished or started Operation moves its target's queue: revisit the peers, a bounded number of rounds.
+    // A finished or started Operation moves its target's queue: revisit the peers, a bounded
+    // number of rounds. Only an Operation that has not started reads the queue (its
+    // preconditions), so only those are revisited, and only they gather the queue: with N
+    // Operations on one target, everything else would cost N² per change.
+    let waits = |o: &OpState| o.started.is_none() && !o.is_terminal();
     for _round in 0..4 {
         if todo.is_empty() {
             break;
@@ -203,7 +207,7 @@ fn reconcile_touched(state: &mut State, touched: Touched, now: chrono::DateTime<
         for key in std::mem::take(&mut todo) {
             let Some(op) = state.ops.get(&key) else { continue };
             let before = queue_view(op);
-            let peers = holders(state, op);
+            let peers = if waits(op) { holders(state, op) } else { Vec::new() };
             let Some(mut op) = state.ops.remove(&key) else { continue };
             let env = Env { world: &state.world, now, holders: peers };
             reconcile::reconcile(&mut op, &env, out);
@@ -215,7 +219,7 @@ fn reconcile_touched(state: &mut State, touched: Touched, now: chrono::DateTime<
                 && let Some(t) = target
                 && let Some(peers) = state.by_target.get(&t)
             {
-                next.extend(peers.iter().filter(|k| **k != key).cloned());
+                next.extend(peers.iter().filter(|k| **k != key && state.ops.get(*k).is_some_and(waits)).cloned());
             }
         }
         todo = next;

@@ -1,12 +1,17 @@
 //! The simulator loop: every tick, each of our children that has not reached its end gets its
 //! next upstream status, written as its real controller would (status subresource where
-//! upstream has one; a whole-object update for Velero and Argo, which have none).
+//! upstream has one; a whole-object update for Velero and Argo, which have none). Like a real
+//! controller it watches (a reflector cache per kind) instead of listing every tick, and leaves
+//! a finished child alone until someone changes it (its resourceVersion moves).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
+use futures::StreamExt;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 
 use super::SCENARIO_ANNOTATION;
@@ -33,14 +38,50 @@ pub fn api_resource(kind: ChildKind) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind.kind()), kind.plural())
 }
 
+/// What the simulator keeps per child UID.
+#[derive(Default)]
+struct Memory {
+    steps: BTreeMap<String, usize>,
+    scenarios: BTreeMap<String, Scenario>,
+    /// Finished children, by the resourceVersion they were last seen at.
+    done: BTreeMap<String, String>,
+}
+
+/// A reflector cache of our children of one kind (a kind whose CRD is missing stays empty; the
+/// watcher retries with backoff).
+fn cache(client: &kube::Client, kind: ChildKind) -> (Store<DynamicObject>, tokio::task::JoinHandle<()>) {
+    let ar = api_resource(kind);
+    let writer = reflector::store::Writer::<DynamicObject>::new(ar.clone());
+    let reader = writer.as_reader();
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    let cfg = watcher::Config::default().labels(LABEL_OPERATION_UID);
+    let task = tokio::spawn(async move {
+        reflector::reflector(writer, watcher(api, cfg).default_backoff()).for_each(|_| async {}).await;
+    });
+    (reader, task)
+}
+
 /// Runs until the task is dropped.
 pub async fn run(client: kube::Client, opts: Options) {
-    let mut steps: BTreeMap<String, usize> = BTreeMap::new();
+    let caches: Vec<(ChildKind, Store<DynamicObject>, tokio::task::JoinHandle<()>)> = ChildKind::ALL
+        .into_iter()
+        .map(|k| {
+            let (store, task) = cache(&client, k);
+            (k, store, task)
+        })
+        .collect();
+    // Stops the watches when this task is dropped (aborted).
+    struct Abort(Vec<tokio::task::AbortHandle>);
+    impl Drop for Abort {
+        fn drop(&mut self) {
+            self.0.iter().for_each(|h| h.abort());
+        }
+    }
+    let _abort = Abort(caches.iter().map(|(_, _, t)| t.abort_handle()).collect());
+    let mut mem = Memory::default();
     loop {
-        for kind in ChildKind::ALL {
-            if let Err(e) = tick_kind(&client, kind, opts, &mut steps).await {
-                tracing::debug!(kind = kind.kind(), error = %e, "simulator: cannot list (CRD not installed?)");
-            }
+        for (kind, store, _) in &caches {
+            tick_kind(&client, *kind, store, opts, &mut mem).await;
         }
         tokio::time::sleep(opts.tick).await;
     }
@@ -71,56 +112,93 @@ async fn scenario_of(client: &kube::Client, obj: &Value) -> Scenario {
     Scenario::Succeed
 }
 
+/// One tick of one kind: the next status of every unfinished child, written up to 16 at a time
+/// (a real controller's workers), each child at most once per tick.
 async fn tick_kind(
     client: &kube::Client,
     kind: ChildKind,
+    store: &Store<DynamicObject>,
     opts: Options,
-    steps: &mut BTreeMap<String, usize>,
-) -> Result<(), kube::Error> {
+    mem: &mut Memory,
+) {
     let ar = api_resource(kind);
-    let all: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-    let list = all.list(&ListParams::default().labels(LABEL_OPERATION_UID)).await?;
-    for obj in list.items {
+    let live: Vec<_> = store
+        .state()
+        .into_iter()
+        .filter(|o| {
+            let uid = o.metadata.uid.as_deref().unwrap_or_default();
+            o.metadata.deletion_timestamp.is_none() && mem.done.get(uid) != o.metadata.resource_version.as_ref()
+        })
+        .collect();
+    // New children's scenarios (one Operation read each), looked up concurrently.
+    let unknown: Vec<(String, Value)> = live
+        .iter()
+        .filter_map(|o| {
+            let uid = o.metadata.uid.clone()?;
+            (!mem.scenarios.contains_key(&uid)).then(|| (uid, serde_json::to_value(&**o).unwrap_or_default()))
+        })
+        .collect();
+    let found: Vec<(String, Scenario)> = futures::stream::iter(unknown)
+        .map(|(uid, v)| async move { (uid, scenario_of(client, &v).await) })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    mem.scenarios.extend(found);
+    let mut writes = Vec::new();
+    for obj in live {
         let (Some(uid), Some(ns), Some(name)) =
             (obj.metadata.uid.clone(), obj.metadata.namespace.clone(), obj.metadata.name.clone())
         else {
             continue;
         };
-        if obj.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        let v = serde_json::to_value(&obj).unwrap_or_default();
-        let step = steps.get(&uid).copied().unwrap_or(0);
+        let v = serde_json::to_value(&*obj).unwrap_or_default();
+        let step = mem.steps.get(&uid).copied().unwrap_or(0);
         let shutdown = kind == ChildKind::Workflow
             && v.pointer("/spec/shutdown").is_some()
             && v.pointer("/status/phase").and_then(Value::as_str) != Some("Failed");
-        let scenario = scenario_of(client, &v).await;
+        let scenario = mem.scenarios.get(&uid).copied().unwrap_or(Scenario::Succeed);
         let next = if shutdown {
             Some(json!({ "phase": "Failed", "message": "Stopped with strategy 'Terminate'" }))
         } else {
             status_at(kind, scenario, step, &v, opts.instant)
         };
-        let Some(status) = next else { continue };
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
-        // JSON Patch "add" replaces the whole status, as a controller's update would.
-        let patch: Patch<Value> = Patch::Json(
-            serde_json::from_value(json!([{ "op": "add", "path": "/status", "value": status }])).unwrap_or_default(),
-        );
-        let pp = PatchParams::default();
-        let written = if kind.has_status_subresource() {
-            api.patch_status(&name, &pp, &patch).await
-        } else {
-            api.patch(&name, &pp, &patch).await
+        let Some(status) = next else {
+            if let Some(rv) = obj.metadata.resource_version.clone() {
+                mem.done.insert(uid, rv);
+            }
+            continue;
         };
-        match written {
-            Ok(_) => {
-                tracing::info!(kind = kind.kind(), namespace = %ns, name = %name, step, ?scenario, "simulator: status written");
-                steps.insert(uid, step + 1);
-            }
-            Err(e) => {
-                tracing::warn!(kind = kind.kind(), namespace = %ns, name = %name, error = %e, "simulator: status write failed")
-            }
-        }
+        writes.push((uid, ns, name, step, scenario, status));
     }
-    Ok(())
+    let written: Vec<Option<(String, usize)>> = futures::stream::iter(writes)
+        .map(|(uid, ns, name, step, scenario, status)| {
+            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
+            async move {
+                // JSON Patch "add" replaces the whole status, as a controller's update would.
+                let patch: Patch<Value> = Patch::Json(
+                    serde_json::from_value(json!([{ "op": "add", "path": "/status", "value": status }]))
+                        .unwrap_or_default(),
+                );
+                let pp = PatchParams::default();
+                let written = if kind.has_status_subresource() {
+                    api.patch_status(&name, &pp, &patch).await
+                } else {
+                    api.patch(&name, &pp, &patch).await
+                };
+                match written {
+                    Ok(_) => {
+                        tracing::info!(kind = kind.kind(), namespace = %ns, name = %name, step, ?scenario, "simulator: status written");
+                        Some((uid, step + 1))
+                    }
+                    Err(e) => {
+                        tracing::warn!(kind = kind.kind(), namespace = %ns, name = %name, error = %e, "simulator: status write failed");
+                        None
+                    }
+                }
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    mem.steps.extend(written.into_iter().flatten());
 }
