@@ -20,7 +20,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -178,20 +177,6 @@ fn usage(pid: u32) -> (f64, f64) {
     (cpu, hwm / 1024.0)
 }
 
-fn dir_size(p: &Path) -> u64 {
-    std::fs::read_dir(p)
-        .map(|d| {
-            d.flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_size(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 #[derive(Clone, Copy, PartialEq)]
 enum Journal {
     Sled,
@@ -261,7 +246,7 @@ async fn load(
     let last = book.lock().unwrap().values().filter_map(|t| t.done).max().unwrap();
     let secs = (last - start).as_secs_f64();
     let (cpu_secs, peak_rss_mb) = usage(operator.id());
-    let journal_bytes_per_op = (journal == Journal::Sled).then(|| dir_size(&jdir) as f64 / n as f64);
+    let journal_bytes_per_op = (journal == Journal::Sled).then(|| support::dir_size(&jdir) as f64 / n as f64);
     // Clean up while the operator still runs (it holds the finalizers), so the next run's
     // operator does not relist this one's Operations.
     let _ = api.delete_collection(&DeleteParams::default(), &ListParams::default()).await;

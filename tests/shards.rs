@@ -271,7 +271,7 @@ async fn three_shards_split_300_operations_survive_a_kill_and_hand_over_on_scale
     }
     assert_eq!(seen.len(), 300);
     // Sizing figures (docs/operate/install.md): journal growth on disk and exported.
-    let disk: u64 = (0..3).map(|k| dir_size(&shards.journal(k))).sum();
+    let disk: u64 = (0..3).map(|k| support::dir_size(&shards.journal(k))).sum();
     let exported: u64 = (0..3).map(|k| std::fs::metadata(shards.dir.join(format!("a-{k}.vwj"))).unwrap().len()).sum();
     eprintln!(
         "journals after 300 Operations: {:.1} MB on disk (sled), {:.1} MB exported: {:.1} MB and {:.1} MB per 1,000 Operations",
@@ -341,20 +341,6 @@ async fn three_shards_split_300_operations_survive_a_kill_and_hand_over_on_scale
     }
     sims.abort();
     apps.abort();
-}
-
-fn dir_size(p: &Path) -> u64 {
-    std::fs::read_dir(p)
-        .map(|d| {
-            d.flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_size(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 fn shards_log(dir: &tempfile::TempDir, k: u32) -> PathBuf {
