@@ -37,6 +37,16 @@ struct Shards {
     procs: BTreeMap<u32, Child>,
 }
 
+/// A failed assertion must not leave operator processes behind.
+impl Drop for Shards {
+    fn drop(&mut self) {
+        for c in self.procs.values_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 impl Shards {
     fn journal(&self, k: u32) -> PathBuf {
         self.dir.join(format!("journal-{k}"))
