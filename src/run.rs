@@ -126,6 +126,14 @@ fn restore(journal: &SledJournal, outbox: &Outbox) -> Result<(State, u64)> {
     Ok((state, folded))
 }
 
+/// What a start does before its watches: open the journal directory and restore the folded
+/// state (the restart benchmark times it). Returns the state and the records folded.
+pub fn restore_dir(dir: &std::path::Path) -> Result<(State, u64)> {
+    let (j, _) = SledJournal::open(dir)?;
+    let outbox = j.outbox()?;
+    restore(&j, &outbox)
+}
+
 /// Runs until an unrecoverable journal error (never returns otherwise).
 pub async fn run(client: kube::Client, opts: Options) -> Result<()> {
     run_until(client, opts, std::future::pending()).await
