@@ -25,7 +25,7 @@ fn main() {
     // Written in chunks of 2,000 Operations, folded on the way (for the snapshot).
     let mut state = State::default();
     let (mut seq, mut first, mut snapshot) = (0u64, 0usize, Vec::new());
-    let snapshot_at = want.saturating_sub(5_000) as u64;
+    let snapshot_at = (want - 5_000.min(want / 2)) as u64;
     while (seq as usize) < want {
         let mut records = workload::journal_from(2000, first);
         first += 2000;
