@@ -46,7 +46,10 @@ fn main() {
     let ops = state.ops.len();
     drop((j, state));
     SledJournal::close(&jdir);
-    println!("{seq} records of {ops} Operations; a snapshot of {:.1} MB at seq {snapshot_at}", snapshot.len() as f64 / 1e6);
+    println!(
+        "{seq} records of {ops} Operations; a snapshot of {:.1} MB at seq {snapshot_at}",
+        snapshot.len() as f64 / 1e6
+    );
 
     // Without a snapshot: every record folded.
     let t = Instant::now();
@@ -67,5 +70,7 @@ fn main() {
     let (state, folded) = run::restore_dir(&jdir).unwrap();
     let with = t.elapsed();
     assert_eq!(state.last_seq, seq);
-    println!("restart with a snapshot: {with:.2?} to a restored state ({folded} records folded after it; target <= 2 s)");
+    println!(
+        "restart with a snapshot: {with:.2?} to a restored state ({folded} records folded after it; target <= 2 s)"
+    );
 }
