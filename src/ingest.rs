@@ -120,13 +120,7 @@ pub async fn run(client: kube::Client, tx: UnboundedSender<RecordBody>, rediscov
         match installed_child_kinds(&client).await {
             Ok(installed) => {
                 if last.as_ref() != Some(&installed) {
-                    let mut wanted: BTreeSet<ResourceKind> = [
-                        ResourceKind::Operation,
-                        ResourceKind::OperationTemplate,
-                        ResourceKind::ApplicationInstance,
-                        ResourceKind::Secret,
-                    ]
-                    .into();
+                    let mut wanted: BTreeSet<ResourceKind> = ResourceKind::BASE.into();
                     wanted.extend(installed.iter().map(|c| ResourceKind::Child(*c)));
                     let new: Vec<ResourceKind> = wanted.difference(&watching).copied().collect();
                     // Announce first, so the fold waits for the new kinds' first lists.

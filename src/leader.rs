@@ -150,20 +150,27 @@ async fn other_count(api: &Api<Lease>, o: &Options) -> Result<Option<String>, ku
 /// leading passes the shard-count barrier before writing (no term is taken in vain while it
 /// waits) and again after (see the module's comment).
 async fn try_hold(api: &Api<Lease>, o: &Options, leading: bool) -> Result<Option<u64>, kube::Error> {
-    if !leading && let Some(other) = other_count(api, o).await? {
-        tracing::info!(lease = %o.name, %other, shards = o.shard.count, "waiting: a shard of another shard count is live");
+    if !leading && barred(api, o).await? {
         return Ok(None);
     }
     let held = hold(api, o, leading).await?;
     if leading || held.is_none() {
         return Ok(held);
     }
-    if let Some(other) = other_count(api, o).await? {
-        tracing::info!(lease = %o.name, %other, shards = o.shard.count, "waiting: a shard of another shard count is live");
+    if barred(api, o).await? {
         release(api, o).await?;
         return Ok(None);
     }
     Ok(held)
+}
+
+/// The barrier: whether a Lease of another shard count is live (then this pod waits).
+async fn barred(api: &Api<Lease>, o: &Options) -> Result<bool, kube::Error> {
+    let other = other_count(api, o).await?;
+    if let Some(other) = &other {
+        tracing::info!(lease = %o.name, %other, shards = o.shard.count, "waiting: a shard of another shard count is live");
+    }
+    Ok(other.is_some())
 }
 
 async fn hold(api: &Api<Lease>, o: &Options, leading: bool) -> Result<Option<u64>, kube::Error> {

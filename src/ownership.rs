@@ -22,7 +22,7 @@ pub struct Ownership {
 }
 
 fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+    crate::engine::str_at(v, pointer).unwrap_or_default()
 }
 
 /// Whether `shard` owns an Operation, from the Operation object (its namespace and target).
@@ -33,10 +33,6 @@ pub fn owns_operation(shard: &Shard, op: &Value) -> bool {
 impl Ownership {
     pub fn new(client: kube::Client, shard: Shard) -> Self {
         Self { shard, client, owned: Arc::default() }
-    }
-
-    pub fn shard(&self) -> Shard {
-        self.shard
     }
 
     /// Whether an object of `kind` goes into this shard's journal; `deleted` for a Delete event

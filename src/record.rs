@@ -94,6 +94,14 @@ pub enum ResourceKind {
 }
 
 impl ResourceKind {
+    /// What every process watches whatever engines are installed (child kinds follow discovery).
+    pub const BASE: [ResourceKind; 4] = [
+        ResourceKind::Operation,
+        ResourceKind::OperationTemplate,
+        ResourceKind::ApplicationInstance,
+        ResourceKind::Secret,
+    ];
+
     pub const ALL: [ResourceKind; 11] = [
         ResourceKind::Operation,
         ResourceKind::OperationTemplate,

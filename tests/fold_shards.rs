@@ -10,8 +10,7 @@ use vworkspace_operator::ownership::owns_operation;
 use vworkspace_operator::record::{ChildKind, Discovery, RecordBody, ResourceKind, Started};
 use vworkspace_operator::shard::{Shard, owner};
 
-const BASE: [ResourceKind; 4] =
-    [ResourceKind::Operation, ResourceKind::OperationTemplate, ResourceKind::ApplicationInstance, ResourceKind::Secret];
+const BASE: [ResourceKind; 4] = ResourceKind::BASE;
 
 fn started(h: &mut vworkspace_operator::harness::Harness, shard: Shard) -> usize {
     h.record(RecordBody::Started(Started { shard })).len()

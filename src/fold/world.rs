@@ -69,13 +69,7 @@ impl World {
     /// kinds wait for the process's Discovery record (which precedes its watches), so an engine
     /// uninstalled meanwhile does not keep the fold waiting for a list that never comes.
     pub fn restart_sync(&mut self) {
-        self.watched = [
-            ResourceKind::Operation,
-            ResourceKind::OperationTemplate,
-            ResourceKind::ApplicationInstance,
-            ResourceKind::Secret,
-        ]
-        .into();
+        self.watched = ResourceKind::BASE.into();
         self.synced.clear();
         self.relists.clear();
     }
