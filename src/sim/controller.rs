@@ -18,6 +18,7 @@ use super::SCENARIO_ANNOTATION;
 use super::scenario::{Scenario, status_at};
 use crate::api::{LABEL_OPERATION, LABEL_OPERATION_NAMESPACE, LABEL_OPERATION_UID, Operation};
 use crate::record::ChildKind;
+use crate::run::AbortOnDrop;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
@@ -49,7 +50,7 @@ struct Memory {
 
 /// A reflector cache of our children of one kind (a kind whose CRD is missing stays empty; the
 /// watcher retries with backoff).
-fn cache(client: &kube::Client, kind: ChildKind) -> (Store<DynamicObject>, tokio::task::JoinHandle<()>) {
+fn cache(client: &kube::Client, kind: ChildKind) -> (Store<DynamicObject>, AbortOnDrop) {
     let ar = api_resource(kind);
     let writer = reflector::store::Writer::<DynamicObject>::new(ar.clone());
     let reader = writer.as_reader();
@@ -58,26 +59,19 @@ fn cache(client: &kube::Client, kind: ChildKind) -> (Store<DynamicObject>, tokio
     let task = tokio::spawn(async move {
         reflector::reflector(writer, watcher(api, cfg).default_backoff()).for_each(|_| async {}).await;
     });
-    (reader, task)
+    (reader, AbortOnDrop(task))
 }
 
 /// Runs until the task is dropped.
 pub async fn run(client: kube::Client, opts: Options) {
-    let caches: Vec<(ChildKind, Store<DynamicObject>, tokio::task::JoinHandle<()>)> = ChildKind::ALL
+    // The watches stop when this task is dropped (aborted).
+    let caches: Vec<(ChildKind, Store<DynamicObject>, AbortOnDrop)> = ChildKind::ALL
         .into_iter()
         .map(|k| {
-            let (store, task) = cache(&client, k);
-            (k, store, task)
+            let (store, watch) = cache(&client, k);
+            (k, store, watch)
         })
         .collect();
-    // Stops the watches when this task is dropped (aborted).
-    struct Abort(Vec<tokio::task::AbortHandle>);
-    impl Drop for Abort {
-        fn drop(&mut self) {
-            self.0.iter().for_each(|h| h.abort());
-        }
-    }
-    let _abort = Abort(caches.iter().map(|(_, _, t)| t.abort_handle()).collect());
     let mut mem = Memory::default();
     loop {
         for (kind, store, _) in &caches {
@@ -122,22 +116,20 @@ async fn tick_kind(
     mem: &mut Memory,
 ) {
     let ar = api_resource(kind);
-    let live: Vec<_> = store
+    // Each unfinished child once, as JSON.
+    let live: Vec<(String, String, String, Option<String>, Value)> = store
         .state()
         .into_iter()
-        .filter(|o| {
-            let uid = o.metadata.uid.as_deref().unwrap_or_default();
-            o.metadata.deletion_timestamp.is_none() && mem.done.get(uid) != o.metadata.resource_version.as_ref()
+        .filter_map(|o| {
+            let m = &o.metadata;
+            let (uid, ns, name) = (m.uid.clone()?, m.namespace.clone()?, m.name.clone()?);
+            let fresh = m.deletion_timestamp.is_none() && mem.done.get(&uid) != m.resource_version.as_ref();
+            fresh.then(|| (uid, ns, name, m.resource_version.clone(), serde_json::to_value(&*o).unwrap_or_default()))
         })
         .collect();
     // New children's scenarios (one Operation read each), looked up concurrently.
-    let unknown: Vec<(String, Value)> = live
-        .iter()
-        .filter_map(|o| {
-            let uid = o.metadata.uid.clone()?;
-            (!mem.scenarios.contains_key(&uid)).then(|| (uid, serde_json::to_value(&**o).unwrap_or_default()))
-        })
-        .collect();
+    let unknown: Vec<(String, Value)> =
+        live.iter().filter(|c| !mem.scenarios.contains_key(&c.0)).map(|c| (c.0.clone(), c.4.clone())).collect();
     let found: Vec<(String, Scenario)> = futures::stream::iter(unknown)
         .map(|(uid, v)| async move { (uid, scenario_of(client, &v).await) })
         .buffer_unordered(16)
@@ -145,13 +137,7 @@ async fn tick_kind(
         .await;
     mem.scenarios.extend(found);
     let mut writes = Vec::new();
-    for obj in live {
-        let (Some(uid), Some(ns), Some(name)) =
-            (obj.metadata.uid.clone(), obj.metadata.namespace.clone(), obj.metadata.name.clone())
-        else {
-            continue;
-        };
-        let v = serde_json::to_value(&*obj).unwrap_or_default();
+    for (uid, ns, name, rv, v) in live {
         let step = mem.steps.get(&uid).copied().unwrap_or(0);
         let shutdown = kind == ChildKind::Workflow
             && v.pointer("/spec/shutdown").is_some()
@@ -163,7 +149,7 @@ async fn tick_kind(
             status_at(kind, scenario, step, &v, opts.instant)
         };
         let Some(status) = next else {
-            if let Some(rv) = obj.metadata.resource_version.clone() {
+            if let Some(rv) = rv {
                 mem.done.insert(uid, rv);
             }
             continue;
