@@ -106,6 +106,12 @@ async fn outcomes_on_the_real_api_server() {
     let patched = apps.get("app").await.unwrap();
     assert_eq!((patched.spec.chart.version.as_str(), patched.metadata.generation), ("2.0.0", Some(g)));
     assert_eq!(patched.metadata.annotations.unwrap()[ANNOTATION_EPOCH], "2", "the target write carries the epoch");
+    // Run again (its first outcome lost): already at the version, so the same answer, no write.
+    let Ok(OutcomeData::Generation(again)) = effector.execute(&patch("2.0.0", "1.0.0"), 3).await else {
+        panic!("a repeated patch was refused")
+    };
+    assert_eq!(again, g);
+    assert_eq!(apps.get("app").await.unwrap().metadata.resource_version, patched.metadata.resource_version);
 
     // Child patches and finalizer writes carry the epoch too.
     let c = command(

@@ -241,6 +241,11 @@ impl Effector {
         );
         let current = api.get(target).await.map_err(|e| classify(&e))?;
         let now = current.data.pointer("/spec/chart/version").and_then(Value::as_str).unwrap_or_default();
+        // Already there: this command ran before, and its outcome was lost (an attempt abandoned
+        // when its lease term changed, then derived again after the Restart). Idempotent.
+        if now == version {
+            return Ok(OutcomeData::Generation(current.metadata.generation.unwrap_or(0)));
+        }
         if now != expected_current {
             return Err((
                 R::Conflict,
