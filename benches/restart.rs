@@ -7,6 +7,10 @@
 //!
 //! Run: `cargo bench --bench restart` (`VW_RECORDS=200000` for a shorter run).
 
+// As the binary runs (src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::Instant;
 
 use vworkspace_journal::{Journal, SledJournal};

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{ChildSpec, Invalid, Mapped, OpContext, Verdict, naming, parse_progress, str_at};
+use super::{ChildSpec, Invalid, Mapped, OpContext, Verdict, naming, object, parse_progress, str_at};
 use crate::api::{EngineStatus, reason};
 use crate::command::Action;
 use crate::record::ChildKind;
@@ -47,7 +47,7 @@ pub fn build(ctx: &OpContext<'_>, step: u32) -> Result<ChildSpec, Invalid> {
         tref["clusterScope"] = json!(true);
     }
     spec.insert("workflowTemplateRef".into(), tref);
-    spec.insert("arguments".into(), json!({ "parameters": parameters }));
+    spec.insert("arguments".into(), object([("parameters", Value::Array(parameters))]));
     if let Some(sa) = ctx.service_account() {
         spec.insert("serviceAccountName".into(), json!(sa));
     }
@@ -58,7 +58,7 @@ pub fn build(ctx: &OpContext<'_>, step: u32) -> Result<ChildSpec, Invalid> {
         spec.insert("executor".into(), json!({ "serviceAccountName": ctx.service_account().unwrap_or("default") }));
     }
     // Pods of the workflow carry the Operation labels too, for cleanup and audit.
-    spec.insert("podMetadata".into(), json!({ "labels": Value::Object(ctx.child_labels(step)) }));
+    spec.insert("podMetadata".into(), object([("labels", Value::Object(ctx.child_labels(step)))]));
     Ok(ChildSpec::new(ChildKind::Workflow, ctx.namespace, name, meta, Value::Object(spec)))
 }
 

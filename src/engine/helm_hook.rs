@@ -61,7 +61,7 @@ pub fn build(ctx: &OpContext<'_>, step: u32, hook: &HelmHook) -> Result<ChildSpe
     match labels.and_then(Value::as_object_mut) {
         Some(l) => l.extend(ctx.child_labels(step)),
         None => {
-            spec["template"]["metadata"] = json!({ "labels": Value::Object(ctx.child_labels(step)) });
+            spec["template"]["metadata"] = super::object([("labels", Value::Object(ctx.child_labels(step)))]);
         }
     }
     // As for RunCommand: env values are filled by the effector from the release record.

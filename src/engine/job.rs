@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{ChildSpec, Invalid, Mapped, OpContext, Verdict, int_at, naming, str_at};
+use super::{ChildSpec, Invalid, Mapped, OpContext, Verdict, int_at, naming, object, str_at};
 use vworkspace_journal::redact::REDACTED;
 
 use crate::api::{EngineStatus, Progress, reason};
@@ -85,7 +85,7 @@ pub fn build(ctx: &OpContext<'_>, step: u32) -> Result<ChildSpec, Invalid> {
     }
     let args = ctx.param_strings("args")?;
     if !args.is_empty() {
-        container.insert("args".into(), json!(args));
+        container.insert("args".into(), Value::from(args));
     }
     // Values stay out of commands (and so out of journals and replays): the effector fills them
     // from the live Operation when it creates the Job.
@@ -97,7 +97,7 @@ pub fn build(ctx: &OpContext<'_>, step: u32) -> Result<ChildSpec, Invalid> {
     }
     let env_from = plain.then_some(EnvSource::OperationParameters);
     if !env.is_empty() {
-        container.insert("env".into(), json!(env));
+        container.insert("env".into(), Value::Array(env));
     }
     container.insert("securityContext".into(), restricted_container_security());
     container.insert("volumeMounts".into(), json!([{ "name": "tmp", "mountPath": "/tmp" }]));
@@ -107,10 +107,10 @@ pub fn build(ctx: &OpContext<'_>, step: u32) -> Result<ChildSpec, Invalid> {
     }
     spec.insert(
         "template".into(),
-        json!({
-            "metadata": { "labels": Value::Object(ctx.child_labels(step)) },
-            "spec": Value::Object(pod_spec(ctx, json!([Value::Object(container)]))),
-        }),
+        object([
+            ("metadata", object([("labels", Value::Object(ctx.child_labels(step)))])),
+            ("spec", Value::Object(pod_spec(ctx, Value::Array(vec![Value::Object(container)])))),
+        ]),
     );
     let mut child = ChildSpec::new(ChildKind::Job, ctx.namespace, name, meta, Value::Object(spec));
     child.env_from = env_from;

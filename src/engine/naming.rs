@@ -11,7 +11,14 @@ pub fn short_hash(parts: &[&str], n: usize) -> String {
         }
         h.update(p.as_bytes());
     }
-    h.finalize().iter().take(n).map(|b| format!("{b:02x}")).collect()
+    // Called for every command ID and status: one allocation, no formatter per byte.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(2 * n);
+    for b in h.finalize().iter().take(n) {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
+    out
 }
 
 /// `<prefix>-<hash8>`, at most 63 characters and a valid DNS-1123 label.

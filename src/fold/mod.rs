@@ -12,7 +12,10 @@ pub mod secret_refs;
 pub mod validate;
 pub mod world;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
 
 use serde::{Deserialize, Serialize};
 
@@ -64,47 +67,67 @@ pub(crate) struct Touched {
 
 /// Folds one record. Deterministic and idempotent: the same records give the same commands.
 pub fn step(state: &mut State, record: &Record) -> Vec<Command> {
-    if record.seq != 0 && record.seq <= state.last_seq {
+    step_body(state, record.seq, record.at, Cow::Borrowed(&record.body))
+}
+
+/// `step`, taking the record: an observed object moves into the world instead of being copied.
+pub fn step_owned(state: &mut State, record: Record) -> Vec<Command> {
+    step_body(state, record.seq, record.at, Cow::Owned(record.body))
+}
+
+fn step_body(state: &mut State, seq: u64, at: DateTime<Utc>, body: Cow<'_, RecordBody>) -> Vec<Command> {
+    if seq != 0 && seq <= state.last_seq {
         return Vec::new();
     }
-    state.last_seq = state.last_seq.max(record.seq);
+    state.last_seq = state.last_seq.max(seq);
     let mut out = Vec::new();
     let mut touched = Touched::default();
-    match &record.body {
-        RecordBody::Observed(o) => observe::observed(state, o, record.at, &mut touched),
-        RecordBody::Discovery(d) => {
+    let body = match body {
+        Cow::Owned(RecordBody::Observed(o)) => {
+            observe::observed(state, o.resource, o.event, o.object.map(Cow::Owned), at, &mut touched);
+            None
+        }
+        Cow::Borrowed(RecordBody::Observed(o)) => {
+            observe::observed(state, o.resource, o.event, o.object.as_ref().map(Cow::Borrowed), at, &mut touched);
+            None
+        }
+        other => Some(other),
+    };
+    match body.as_deref() {
+        None | Some(RecordBody::Observed(_)) => {}
+        Some(RecordBody::Discovery(d)) => {
             state.world.discovery(d);
             state.world.watch(&d.watched);
             touched.all_unstarted = true;
         }
-        RecordBody::Started(s) => {
+        Some(RecordBody::Started(s)) => {
             // Act only on what the new process relists: absence means nothing until then, and
             // the relist drops what another shard now owns.
             state.world.restart_sync();
             state.shard = s.shard;
             state.first_relist = true;
         }
-        RecordBody::Restart => {
+        Some(RecordBody::Restart) => {
             for op in state.ops.values_mut() {
                 op.forget_in_flight();
             }
             touched.all = true;
         }
-        RecordBody::Timer(t) => {
+        Some(RecordBody::Timer(t)) => {
             if let Some(op) = state.ops.get_mut(&t.op) {
                 op.timers.remove(&t.timer);
                 touched.ops.insert(t.op.clone());
             }
         }
-        RecordBody::Outcome(o) => {
+        Some(RecordBody::Outcome(o)) => {
             if let Some(op) = state.ops.get_mut(&o.op)
-                && outcome::apply(op, o, record.at, &mut out)
+                && outcome::apply(op, o, at, &mut out)
             {
                 touched.ops.insert(o.op.clone());
             }
         }
     }
-    reconcile_touched(state, touched, record.at, &mut out);
+    reconcile_touched(state, touched, at, &mut out);
     out
 }
 

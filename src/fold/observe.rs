@@ -1,5 +1,7 @@
 //! Folding watch events: Operations become state machines, everything else goes to the world.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
@@ -9,18 +11,25 @@ use super::world::Change;
 use super::{State, Touched, ops_on_target, owner_of};
 use crate::api::{FINALIZER, OperationSpec, OperationStatus};
 use crate::key::{ObjKey, OpKey};
-use crate::record::{Observed, ResourceKind, WatchEvent};
+use crate::record::{ResourceKind, WatchEvent};
 
-pub(crate) fn observed(state: &mut State, o: &Observed, at: DateTime<Utc>, touched: &mut Touched) {
-    let obj = o.object.as_ref();
-    let key = obj.and_then(ObjKey::of);
-    match (o.event, obj, key) {
-        (WatchEvent::Init, _, _) => state.world.relist_begin(o.resource),
-        (WatchEvent::InitApply, Some(obj), Some(key)) => state.world.relist_item(o.resource, key, obj.clone()),
+/// Folds one watch event; the object is moved into the world when the caller gave it away.
+pub(crate) fn observed(
+    state: &mut State,
+    resource: ResourceKind,
+    event: WatchEvent,
+    obj: Option<Cow<'_, Value>>,
+    at: DateTime<Utc>,
+    touched: &mut Touched,
+) {
+    let key = obj.as_deref().and_then(ObjKey::of);
+    match (event, obj, key) {
+        (WatchEvent::Init, _, _) => state.world.relist_begin(resource),
+        (WatchEvent::InitApply, Some(obj), Some(key)) => state.world.relist_item(resource, key, obj.into_owned()),
         (WatchEvent::InitDone, _, _) => {
             let was_synced = super::synced(&state.world);
-            let (changes, ops) = state.world.relist_end(o.resource);
-            if o.resource == ResourceKind::Operation {
+            let (changes, ops) = state.world.relist_end(resource);
+            if resource == ResourceKind::Operation {
                 relist_ops(state, ops, at, touched);
             }
             for c in changes {
@@ -31,19 +40,19 @@ pub(crate) fn observed(state: &mut State, o: &Observed, at: DateTime<Utc>, touch
             }
         }
         (WatchEvent::Apply, Some(obj), Some(key)) => {
-            if o.resource == ResourceKind::Operation {
-                apply_op(state, obj, at, touched);
+            if resource == ResourceKind::Operation {
+                apply_op(state, &obj, at, touched);
             } else {
-                route(state, o.resource, &key, Some(obj), touched);
-                state.world.apply(o.resource, key, obj.clone());
+                route(state, resource, &key, Some(&obj), touched);
+                state.world.apply(resource, key, obj.into_owned());
             }
         }
         (WatchEvent::Delete, Some(obj), Some(key)) => {
-            if o.resource == ResourceKind::Operation {
+            if resource == ResourceKind::Operation {
                 delete_op(state, &OpKey::new(key.namespace, key.name), touched);
             } else {
-                state.world.delete(o.resource, &key);
-                route(state, o.resource, &key, Some(obj), touched);
+                state.world.delete(resource, &key);
+                route(state, resource, &key, Some(&obj), touched);
             }
         }
         // An event without an object, or an object without a name: nothing to fold.

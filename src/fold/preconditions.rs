@@ -57,7 +57,7 @@ pub fn check(op: &OpState, template: &OperationTemplateSpec, world: &World, othe
         };
     }
     if template.preconditions.require_target_ready {
-        match world.apps.get(&ObjKey::new(ns.clone(), target)).and_then(target_ready) {
+        match world.apps.get(&ObjKey::new(ns.clone(), target)).and_then(|a| target_ready(&a.raw)) {
             Some((true, _)) => {}
             Some((false, msg)) => {
                 return Preconditions::Blocked {

@@ -138,7 +138,7 @@ fn owned(op: &OpState, world: &World) -> Option<Owned> {
     let (_, template) = op.template.clone()?;
     let target = world
         .app(&ObjKey::new(op.key.namespace.clone(), spec.target.name.clone()))
-        .map(|(_, a)| a)
+        .map(|(_, a)| a.clone())
         .unwrap_or_else(|| {
             // The target may be gone mid-flight; engines only read its name then.
             let mut a = ApplicationInstance::new(&spec.target.name, Default::default());
@@ -146,6 +146,39 @@ fn owned(op: &OpState, world: &World) -> Option<Owned> {
             a
         });
     Some(Owned { params: params_map(spec).unwrap_or_default(), template, target })
+}
+
+/// Runs `f` with the engine's view of the Operation, borrowed: the hot path (building and
+/// mapping children) needs no copy of the template or parameters. None as for `owned`.
+fn with_ctx<R>(op: &OpState, world: &World, f: impl FnOnce(&OpContext<'_>) -> R) -> Option<R> {
+    let spec = op.spec.as_ref()?;
+    let (_, template) = op.template.as_ref()?;
+    let key = ObjKey::new(op.key.namespace.clone(), spec.target.name.clone());
+    let absent;
+    let target = match world.app(&key) {
+        Some((_, a)) => a,
+        None => {
+            let mut a = ApplicationInstance::new(&spec.target.name, Default::default());
+            a.metadata.namespace = Some(op.key.namespace.clone());
+            absent = a;
+            &absent
+        }
+    };
+    let empty = serde_json::Map::new();
+    let params = match &spec.parameters {
+        Some(Value::Object(m)) => m,
+        _ => &empty,
+    };
+    let ctx = OpContext {
+        name: &op.key.name,
+        namespace: &op.key.namespace,
+        uid: &op.uid,
+        ty: spec.type_,
+        params,
+        template,
+        target,
+    };
+    Some(f(&ctx))
 }
 
 pub fn reconcile(op: &mut OpState, env: &Env<'_>, out: &mut Vec<Command>) {
@@ -350,12 +383,16 @@ fn drive(op: &mut OpState, kind: EngineKind, env: &Env<'_>, out: &mut Vec<Comman
         }
         return;
     }
-    let Some(o) = owned(op, env.world) else { return };
+    if op.spec.is_none() || op.template.is_none() {
+        return;
+    }
     if kind == EngineKind::ChartUpgrade {
+        let Some(o) = owned(op, env.world) else { return };
         drive_upgrade(op, &o, env, out);
         return;
     }
     if kind == EngineKind::HelmHookJob && op.hooks.is_none() {
+        let Some(o) = owned(op, env.world) else { return };
         load_hooks(op, &o, out);
         if op.conditions.reason(C::Progressing) != reason::RETRYING {
             op.set(C::Progressing, S::True, reason::QUEUED, "reading hooks from the Helm release record", now, out);
@@ -383,7 +420,8 @@ fn drive(op: &mut OpState, kind: EngineKind, env: &Env<'_>, out: &mut Vec<Comman
         // Built once when the step is first planned, and used for its create right after.
         let mut built = None;
         if op.steps.len() <= i as usize {
-            match kind.build(&o.ctx(op), i, &hooks) {
+            let Some(planned) = with_ctx(op, env.world, |ctx| kind.build(ctx, i, &hooks)) else { return };
+            match planned {
                 Ok(c) => {
                     op.steps.push(StepState {
                         step: i,
@@ -420,7 +458,10 @@ fn drive(op: &mut OpState, kind: EngineKind, env: &Env<'_>, out: &mut Vec<Comman
             CreateState::NotSent => {
                 let child = match built {
                     Some(c) => Ok(c),
-                    None => kind.build(&o.ctx(op), i, &hooks),
+                    None => match with_ctx(op, env.world, |ctx| kind.build(ctx, i, &hooks)) {
+                        Some(c) => c,
+                        None => return,
+                    },
                 };
                 match child {
                     Ok(c) => {
@@ -449,7 +490,7 @@ fn drive(op: &mut OpState, kind: EngineKind, env: &Env<'_>, out: &mut Vec<Comman
             }
             return;
         };
-        let mapped = kind.map(&o.ctx(op), i, obj);
+        let Some(mapped) = with_ctx(op, env.world, |ctx| kind.map(ctx, i, obj)) else { return };
         let mut engine = mapped.engine;
         engine.name = kind.display().into();
         op.engine = Some(engine);
@@ -484,7 +525,7 @@ fn drive_upgrade(op: &mut OpState, o: &Owned, env: &Env<'_>, out: &mut Vec<Comma
     let version = upgrade::target_version(&ctx).unwrap_or_default();
     let rollback = upgrade::rollback_requested(&ctx);
     let target = op.target_name().unwrap_or_default().to_string();
-    let app = env.world.apps.get(&ObjKey::new(op.key.namespace.clone(), target.clone())).cloned();
+    let app = env.world.apps.get(&ObjKey::new(op.key.namespace.clone(), target.clone())).map(|a| a.raw.clone());
     let current = o.target.spec.chart.version.clone();
     let up = op.upgrade.get_or_insert_with(|| UpgradeState {
         previous: current,

@@ -18,7 +18,7 @@ pub struct World {
     /// Templates that do not parse, with the error, so Operations can say why.
     pub bad_templates: BTreeMap<String, String>,
     #[serde(with = "super::pairs")]
-    pub apps: BTreeMap<ObjKey, Value>,
+    pub apps: BTreeMap<ObjKey, App>,
     /// Secret names only (values never reach the fold).
     pub secrets: BTreeSet<ObjKey>,
     #[serde(with = "super::pairs")]
@@ -46,6 +46,40 @@ impl Default for World {
             synced: BTreeSet::new(),
             relists: BTreeMap::new(),
         }
+    }
+}
+
+/// An ApplicationInstance as observed, parsed once when it arrives: engines and preconditions
+/// read it on every reconcile. Serialized (and compared) as the object alone.
+#[derive(Clone, Debug)]
+pub struct App {
+    pub raw: Value,
+    /// None when the object does not parse as an ApplicationInstance.
+    pub parsed: Option<ApplicationInstance>,
+}
+
+impl App {
+    pub fn new(raw: Value) -> Self {
+        let parsed = <ApplicationInstance as Deserialize>::deserialize(&raw).ok();
+        Self { raw, parsed }
+    }
+}
+
+impl PartialEq for App {
+    fn eq(&self, other: &Self) -> bool {
+        self.raw == other.raw
+    }
+}
+
+impl Serialize for App {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.raw.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for App {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Value::deserialize(d).map(App::new)
     }
 }
 
@@ -78,11 +112,9 @@ impl World {
         self.watched.extend(kinds.iter().copied());
     }
 
-    pub fn app(&self, key: &ObjKey) -> Option<(&Value, ApplicationInstance)> {
-        let v = self.apps.get(key)?;
-        // From the borrowed value: no copy of the object.
-        let parsed = <ApplicationInstance as serde::Deserialize>::deserialize(v).ok()?;
-        Some((v, parsed))
+    pub fn app(&self, key: &ObjKey) -> Option<(&Value, &ApplicationInstance)> {
+        let a = self.apps.get(key)?;
+        Some((&a.raw, a.parsed.as_ref()?))
     }
 
     pub fn child(&self, kind: ChildKind, namespace: &str, name: &str) -> Option<&Value> {
@@ -92,7 +124,7 @@ impl World {
     fn store_get(&self, kind: ResourceKind, key: &ObjKey) -> Option<Value> {
         match kind {
             ResourceKind::OperationTemplate => self.templates.get(&key.name).and_then(|t| serde_json::to_value(t).ok()),
-            ResourceKind::ApplicationInstance => self.apps.get(key).cloned(),
+            ResourceKind::ApplicationInstance => self.apps.get(key).map(|a| a.raw.clone()),
             ResourceKind::Secret => self.secrets.contains(key).then_some(Value::Null),
             ResourceKind::Child(c) => self.children.get(&(c, key.clone())).cloned(),
             ResourceKind::Operation => None,
@@ -125,7 +157,7 @@ impl World {
                 }
             },
             ResourceKind::ApplicationInstance => {
-                self.apps.insert(key, obj);
+                self.apps.insert(key, App::new(obj));
             }
             ResourceKind::Secret => {
                 self.secrets.insert(key);
@@ -143,7 +175,7 @@ impl World {
                 self.bad_templates.remove(&key.name);
                 self.templates.remove(&key.name).and_then(|t| serde_json::to_value(t).ok())
             }
-            ResourceKind::ApplicationInstance => self.apps.remove(key),
+            ResourceKind::ApplicationInstance => self.apps.remove(key).map(|a| a.raw),
             ResourceKind::Secret => self.secrets.remove(key).then_some(Value::Null),
             ResourceKind::Child(c) => self.children.remove(&(c, key.clone())),
             ResourceKind::Operation => None,

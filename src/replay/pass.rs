@@ -131,9 +131,10 @@ pub fn run(src: &Source, opts: &Options) -> Result<Pass> {
         if opts.check && !p.check(&rec) {
             break;
         }
-        p.step(e, &rec, opts);
+        let seq = rec.seq;
+        p.step(e, rec, opts);
         p.records += 1;
-        p.last_seq = rec.seq;
+        p.last_seq = seq;
     }
     Ok(p)
 }
@@ -204,37 +205,66 @@ impl Pass {
         false
     }
 
-    fn step(&mut self, e: &Entry, rec: &Record, opts: &Options) {
-        let cmds = fold::step(&mut self.state, rec);
-        if opts.signals {
-            let s = self.projector.step(&self.state, rec, &cmds);
-            self.signals.extend(s);
+    fn step(&mut self, e: &Entry, rec: Record, opts: &Options) {
+        if !opts.check && !opts.timeline && !opts.signals {
+            // A fold-only replay keeps no books on commands.
+            fold::step_owned(&mut self.state, rec);
+            return;
         }
-        // A fold-only replay keeps no books on commands.
+        let (seq, at) = (rec.seq, rec.at);
+        let answer = match &rec.body {
+            RecordBody::Outcome(o) => Some(o.command_id.clone()),
+            _ => None,
+        };
+        let (kind, text) = if opts.timeline { record_text(e, &rec) } else { ("record", String::new()) };
+        let (cmds, touched, diff) = if opts.signals || opts.diffs {
+            // These read the record after the fold.
+            let cmds = fold::step(&mut self.state, &rec);
+            if opts.signals {
+                let s = self.projector.step(&self.state, &rec, &cmds);
+                self.signals.extend(s);
+            }
+            let touched = crate::signals::Projector::touched(&self.state, &rec, &cmds);
+            let diff = if opts.diffs { self.diff_object(&rec).map(Detail::Diff) } else { None };
+            (cmds, touched, diff)
+        } else {
+            // The object moves into the folded world. Whom the record touches is read first:
+            // folding it does not change an object's owner.
+            let mut touched =
+                if opts.timeline { crate::signals::Projector::touched(&self.state, &rec, &[]) } else { Vec::new() };
+            let cmds = fold::step_owned(&mut self.state, rec);
+            touched.extend(cmds.iter().map(|c| c.op.clone()));
+            touched.sort();
+            touched.dedup();
+            (cmds, touched, None)
+        };
+        self.books(Folded { seq, at, answer, cmds, touched, kind, text, diff }, opts);
+    }
+
+    /// Keeps the commands in flight and the timelines up to date with one folded record.
+    fn books(&mut self, f: Folded, opts: &Options) {
         if !opts.check && !opts.timeline {
             return;
         }
-        if let RecordBody::Outcome(o) = &rec.body
-            && let Some((_, c)) = self.in_flight.remove(&o.command_id)
+        let Folded { seq, at, answer, cmds, mut touched, kind, text, diff } = f;
+        if let Some(id) = answer
+            && let Some((_, c)) = self.in_flight.remove(&id)
             && opts.check
         {
-            self.answered.insert(o.command_id.clone(), c.digest());
+            self.answered.insert(id, c.digest());
         }
         for c in &cmds {
             if c.action.has_outcome() {
-                self.in_flight.insert(c.id.clone(), (rec.seq, c.clone()));
+                self.in_flight.insert(c.id.clone(), (seq, c.clone()));
             }
         }
         if !opts.timeline {
             return;
         }
-        let mut touched = crate::signals::Projector::touched(&self.state, rec, &cmds);
         touched.retain(|k| opts.op.as_ref().is_none_or(|o| o == k));
-        let diff = if opts.diffs { self.diff_object(rec).map(Detail::Diff) } else { None };
         for k in touched {
             let line = self.timelines.entry(k.clone()).or_default();
-            let (kind, text) = record_text(e, rec);
-            line.push(Item { seq: rec.seq, at: rec.at, kind, text, detail: diff.clone() });
+            line.push(Item { seq, at, kind, text: text.clone(), detail: diff.clone() });
             if let Some(op) = self.state.ops.get(&k) {
                 let now: Vec<(String, String, String)> = op
                     .conditions
@@ -257,8 +287,8 @@ impl Pass {
                         .map(|c| c.message.clone())
                         .unwrap_or_default();
                     line.push(Item {
-                        seq: rec.seq,
-                        at: rec.at,
+                        seq,
+                        at,
                         kind: "transition",
                         text: format!(
                             "{ty}: {from} -> {status}/{reason}{}",
@@ -270,8 +300,8 @@ impl Pass {
             }
             for c in cmds.iter().filter(|c| c.op == k) {
                 line.push(Item {
-                    seq: rec.seq,
-                    at: rec.at,
+                    seq,
+                    at,
                     kind: "command",
                     text: command_text(c),
                     detail: Some(Detail::Command(Box::new(c.clone()))),
@@ -348,6 +378,20 @@ pub fn command_text(c: &Command) -> String {
         Action::RemoveFinalizer => "remove finalizer".into(),
         Action::DeleteOperation => "delete the Operation (retention)".into(),
     }
+}
+
+/// What the books keep of one folded record.
+struct Folded {
+    seq: u64,
+    at: DateTime<Utc>,
+    /// The command an outcome answers.
+    answer: Option<String>,
+    cmds: Vec<Command>,
+    /// The Operations it touched.
+    touched: Vec<OpKey>,
+    kind: &'static str,
+    text: String,
+    diff: Option<Detail>,
 }
 
 /// What a reader needs of an Operation's folded state.
