@@ -231,15 +231,17 @@ fn reconcile_touched(state: &mut State, touched: Touched, now: chrono::DateTime<
             let Some(op) = state.ops.get(&key) else { continue };
             let before = queue_view(op);
             let peers = if waits(op) { holders(state, op) } else { Vec::new() };
-            let Some(mut op) = state.ops.remove(&key) else { continue };
+            // Borrowed in place beside the world: no move of the state out of the map and back.
+            let Some(op) = state.ops.get_mut(&key) else { continue };
             let env = Env { world: &state.world, now, holders: peers };
-            reconcile::reconcile(&mut op, &env, out);
-            let after = queue_view(&op);
+            reconcile::reconcile(op, &env, out);
+            if before == queue_view(op) {
+                // Nothing its peers read changed, nor whether it ended (the target index).
+                continue;
+            }
             let target = op.target_name().map(|t| (key.namespace.clone(), t.to_string()));
-            state.ops.insert(key.clone(), op);
             reindex(state, &key);
-            if before != after
-                && let Some(t) = target
+            if let Some(t) = target
                 && let Some(peers) = state.by_target.get(&t)
             {
                 next.extend(peers.iter().filter(|k| **k != key && state.ops.get(*k).is_some_and(waits)).cloned());
