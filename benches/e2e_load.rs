@@ -13,13 +13,22 @@
 //! Latencies are taken from watch events seen by this process: submission → child created,
 //! child terminal → Operation terminal, and submission → Operation terminal.
 //!
-//! Run: `cargo bench --bench e2e_load` (`VW_OPS=300`, `VW_RATE=100`); without `--bench` (as
-//! `cargo test --all-targets` runs it), a smoke run of 12 Operations.
+//!
+//! **Scale curve** (`VW_SCALE=1000,10000,50000`, alone): Operations retained in one namespace,
+//! each stage adding up to the next total; per stage the CPU per Operation added, RSS per
+//! retained Operation, journal bytes per Operation, and the restart time to ready on that
+//! journal. `VW_CHARTS=docs/benchmarks` draws them as SVG charts.
+//!
+//! Run: `cargo bench --bench e2e_load` (`VW_OPS=300`, `VW_RATE=100`); with `-- --quick`, or
+//! without `--bench` (as `cargo test --all-targets` runs it), a smoke run of 12 Operations and
+//! a scale curve of 10 and 20.
 
+mod charts;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::collections::BTreeMap;
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -183,6 +192,25 @@ enum Journal {
     Memory,
 }
 
+/// The operator binary with a journal at `jdir` (None: in memory), serving HTTP on `port` (0: any).
+fn operator(dir: &std::path::Path, jdir: Option<&std::path::Path>, otlp: Option<&str>, port: u16) -> Child {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vworkspace-operator"));
+    cmd.args(["run", "--no-leader-elect", "--audit-log", "/dev/null"])
+        .arg("--http-addr")
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["--max-concurrent", "64", "--api-qps", "2000", "--api-burst", "2000"])
+        .arg("--journal")
+        .arg(jdir.map(|j| j.to_str().unwrap()).unwrap_or("memory"))
+        .env("KUBECONFIG", support::kubeconfig())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(dir.join("operator.log")).unwrap());
+    if let Some(e) = otlp {
+        cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", e);
+    }
+    cmd.spawn().expect("start the operator")
+}
+
 /// One operator run: a fresh namespace and operator process; returns once every Operation has
 /// ended, after the process's usage is read. `rate`: Operations per second, or all at once.
 async fn load(
@@ -198,51 +226,15 @@ async fn load(
     support::three_engines(client, &ns, &velero_ns).await;
     let dir = tempfile::tempdir().unwrap();
     let jdir = dir.path().join("journal");
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vworkspace-operator"));
-    cmd.args(["run", "--no-leader-elect", "--http-addr", "127.0.0.1:0", "--audit-log", "/dev/null"])
-        .args(["--max-concurrent", "64", "--api-qps", "2000", "--api-burst", "2000"])
-        .arg("--journal")
-        .arg(if journal == Journal::Sled { jdir.to_str().unwrap() } else { "memory" })
-        .env("KUBECONFIG", support::kubeconfig())
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("operator.log")).unwrap());
-    if let Some(e) = otlp {
-        cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", e);
-    }
-    let mut operator = cmd.spawn().expect("start the operator");
+    let mut operator = operator(dir.path(), (journal == Journal::Sled).then_some(&jdir), otlp, 0);
     let book: Book = Arc::default();
     let watches = observe(client, &ns, &velero_ns, book.clone());
     // The operator's first lists, and ours.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let api: Api<Operation> = Api::namespaced(client.clone(), &ns);
     let start = Instant::now();
-    let mut creates = Vec::new();
-    for i in 0..n {
-        if let Some(r) = rate {
-            tokio::time::sleep_until((start + Duration::from_secs_f64(i as f64 / r)).into()).await;
-        }
-        let (api, book, ns) = (api.clone(), book.clone(), ns.clone());
-        creates.push(tokio::spawn(async move {
-            let at = Instant::now();
-            let op = operation(&ns, &format!("op-{i}"), KINDS[i % KINDS.len()].0);
-            let made = api.create(&PostParams::default(), &op).await.expect("create");
-            book.lock().unwrap().entry(made.metadata.uid.unwrap()).or_default().submitted = Some(at);
-        }));
-    }
-    for c in creates {
-        c.await.unwrap();
-    }
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let ended = book.lock().unwrap().values().filter(|t| t.submitted.is_some() && t.done.is_some()).count();
-        if ended == n {
-            break;
-        }
-        assert!(operator.try_wait().unwrap().is_none(), "the operator stopped");
-        assert!(Instant::now() < deadline, "{ended}/{n} Operations ended in 600 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    submit(&api, &ns, &book, 0..n, rate).await;
+    await_ended(&book, n, &mut operator).await;
     let last = book.lock().unwrap().values().filter_map(|t| t.done).max().unwrap();
     let secs = (last - start).as_secs_f64();
     let (cpu_secs, peak_rss_mb) = usage(operator.id());
@@ -275,6 +267,188 @@ async fn load(
         cpu_secs,
         peak_rss_mb,
         journal_bytes_per_op,
+    }
+}
+
+/// One point of the scale curve: the state after a stage brought the retained total to `total`.
+struct ScalePoint {
+    total: usize,
+    /// Operations this stage added, and the operator's CPU seconds spent on them.
+    added: usize,
+    cpu_secs: f64,
+    /// The operator's resident memory at the end of the stage, and its peak.
+    rss_mb: f64,
+    peak_rss_mb: f64,
+    journal_bytes: u64,
+    /// From starting the process again on the same journal to `/readyz` answering 200.
+    restart_secs: f64,
+    /// Resident memory of the restarted process once ready (the journal restored).
+    restart_rss_mb: f64,
+}
+
+impl ScalePoint {
+    fn cpu_ms_per_op(&self) -> f64 {
+        self.cpu_secs * 1000.0 / self.added as f64
+    }
+
+    fn rss_kb_per_op(&self) -> f64 {
+        self.rss_mb * 1024.0 / self.total as f64
+    }
+
+    fn journal_kb_per_op(&self) -> f64 {
+        self.journal_bytes as f64 / 1000.0 / self.total as f64
+    }
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// Whether `/readyz` answers 200 (a raw HTTP/1.0 request: no client needed for one probe).
+fn ready(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf.starts_with("HTTP/1.1 200") || buf.starts_with("HTTP/1.0 200")
+}
+
+async fn await_ready(port: u16, operator: &mut Child) -> Duration {
+    let start = Instant::now();
+    loop {
+        if tokio::task::spawn_blocking(move || ready(port)).await.unwrap() {
+            return start.elapsed();
+        }
+        assert!(operator.try_wait().unwrap().is_none(), "the operator stopped before it was ready");
+        assert!(start.elapsed() < Duration::from_secs(600), "not ready in 600 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The scale curve: one namespace whose Operations are retained, not deleted; each stage adds
+/// Operations up to the next total, then the operator is stopped (SIGTERM) and started again on
+/// the same journal, and its time to ready is taken.
+async fn scale(client: &kube::Client, totals: &[usize]) -> Vec<ScalePoint> {
+    let ns = support::namespace("scale").await;
+    let velero_ns = support::namespace("scale-velero").await;
+    support::three_engines(client, &ns, &velero_ns).await;
+    let dir = tempfile::tempdir().unwrap();
+    let jdir = dir.path().join("journal");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut op = operator(dir.path(), Some(&jdir), None, port);
+    await_ready(port, &mut op).await;
+    let book: Book = Arc::default();
+    let watches = observe(client, &ns, &velero_ns, book.clone());
+    let api: Api<Operation> = Api::namespaced(client.clone(), &ns);
+    let mut points = Vec::new();
+    let mut done = 0;
+    for &total in totals {
+        let cpu0 = usage(op.id()).0;
+        submit(&api, &ns, &book, done..total, None).await;
+        await_ended(&book, total, &mut op).await;
+        let (cpu1, peak_rss_mb) = usage(op.id());
+        let rss = rss_mb(op.id());
+        support::pod::terminate(&mut op);
+        let journal_bytes = support::dir_size(&jdir);
+        op = operator(dir.path(), Some(&jdir), None, port);
+        let restart = await_ready(port, &mut op).await;
+        let p = ScalePoint {
+            total,
+            added: total - done,
+            cpu_secs: cpu1 - cpu0,
+            rss_mb: rss,
+            peak_rss_mb,
+            journal_bytes,
+            restart_secs: restart.as_secs_f64(),
+            restart_rss_mb: rss_mb(op.id()),
+        };
+        println!(
+            "scale {total}: +{} Operations, CPU {:.2} ms/Operation, RSS {:.0} MB ({:.1} KB/Operation; peak {:.0} MB), journal {:.1} KB/Operation, restart to ready {:.2} s (RSS then {:.0} MB)",
+            p.added,
+            p.cpu_ms_per_op(),
+            p.rss_mb,
+            p.rss_kb_per_op(),
+            p.peak_rss_mb,
+            p.journal_kb_per_op(),
+            p.restart_secs,
+            p.restart_rss_mb
+        );
+        points.push(p);
+        done = total;
+    }
+    support::pod::terminate(&mut op);
+    watches.iter().for_each(|w| w.abort());
+    points
+}
+
+/// The scale curve's charts, into `dir` (docs/benchmarks/ when the figures are for the docs).
+fn charts(points: &[ScalePoint], dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let series = |f: fn(&ScalePoint) -> f64| points.iter().map(|p| (p.total as f64, f(p))).collect::<Vec<_>>();
+    let x = "Operations retained";
+    let figs: [(&str, &str, &str, Vec<(f64, f64)>); 4] = [
+        ("scale-cpu.svg", "Operator CPU per Operation", "ms", series(ScalePoint::cpu_ms_per_op)),
+        ("scale-memory.svg", "Operator RSS per retained Operation", "KB", series(ScalePoint::rss_kb_per_op)),
+        ("scale-journal.svg", "Journal size per Operation", "KB", series(ScalePoint::journal_kb_per_op)),
+        ("scale-restart.svg", "Restart to ready", "s", series(|p| p.restart_secs)),
+    ];
+    for (file, title, unit, pts) in figs {
+        let svg = charts::svg(&charts::Chart { title, x_label: x, y_label: unit, points: &pts });
+        std::fs::write(dir.join(file), svg).unwrap();
+    }
+    println!("charts written to {}", dir.display());
+}
+
+/// Creates Operations `op-{i}` for each i, at `rate` per second or all at once.
+async fn submit(api: &Api<Operation>, ns: &str, book: &Book, range: std::ops::Range<usize>, rate: Option<f64>) {
+    let start = Instant::now();
+    let first = range.start;
+    let mut creates = Vec::new();
+    for i in range {
+        if let Some(r) = rate {
+            tokio::time::sleep_until((start + Duration::from_secs_f64((i - first) as f64 / r)).into()).await;
+        }
+        let (api, book, ns) = (api.clone(), book.clone(), ns.to_string());
+        creates.push(tokio::spawn(async move {
+            let at = Instant::now();
+            let op = operation(&ns, &format!("op-{i}"), KINDS[i % KINDS.len()].0);
+            let made = api.create(&PostParams::default(), &op).await.expect("create");
+            book.lock().unwrap().entry(made.metadata.uid.unwrap()).or_default().submitted = Some(at);
+        }));
+        // Bounded in flight, so a large stage does not open thousands of requests at once.
+        if creates.len() >= 1024 {
+            for c in creates.drain(..) {
+                c.await.unwrap();
+            }
+        }
+    }
+    for c in creates {
+        c.await.unwrap();
+    }
+}
+
+/// Waits until `n` submitted Operations have ended (a generous deadline for large stages).
+async fn await_ended(book: &Book, n: usize, operator: &mut Child) {
+    let limit = Duration::from_secs(600.max(n as u64 / 5));
+    let deadline = Instant::now() + limit;
+    loop {
+        let ended = book.lock().unwrap().values().filter(|t| t.submitted.is_some() && t.done.is_some()).count();
+        if ended >= n {
+            return;
+        }
+        assert!(operator.try_wait().unwrap().is_none(), "the operator stopped");
+        assert!(Instant::now() < deadline, "{ended}/{n} Operations ended in {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -328,7 +502,7 @@ async fn api_limit(client: &kube::Client, n: usize) -> f64 {
 }
 
 fn main() {
-    let smoke = !std::env::args().any(|a| a == "--bench");
+    let smoke = !std::env::args().any(|a| a == "--bench") || std::env::args().any(|a| a == "--quick");
     let n: usize = std::env::var("VW_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(if smoke { 12 } else { 300 });
     let rate: f64 = std::env::var("VW_RATE").ok().and_then(|v| v.parse().ok()).unwrap_or(100.0);
     let jaeger = support::jaeger();
@@ -338,6 +512,22 @@ fn main() {
         let sims =
             tokio::spawn(sim::run(client.clone(), sim::Options { tick: Duration::from_millis(20), instant: true }));
         let apps = tokio::spawn(sim::app::run(client.clone(), Duration::from_millis(100)));
+        // VW_SCALE=1000,10000,50000: the scale curve alone (a smoke run also draws a small one).
+        let scale_totals = std::env::var("VW_SCALE").ok().map(|v| {
+            v.split(',').map(|t| t.trim().parse::<usize>().expect("VW_SCALE: totals like 1000,10000")).collect::<Vec<_>>()
+        });
+        if let Some(totals) = scale_totals.clone().or_else(|| smoke.then(|| vec![10, 20])) {
+            let points = scale(&client, &totals).await;
+            // VW_CHARTS=DIR writes the SVG charts there (docs/benchmarks for the docs' figures).
+            let dir = std::env::var_os("VW_CHARTS").map(std::path::PathBuf::from);
+            let tmp = tempfile::tempdir().unwrap();
+            charts(&points, dir.as_deref().unwrap_or(tmp.path()));
+            if scale_totals.is_some() {
+                sims.abort();
+                apps.abort();
+                return;
+            }
+        }
         // A warm-up run, not reported: first watches, caches and connections.
         load(&client, n.min(30), "warmup", Journal::Sled, None, None).await;
         let limit = api_limit(&client, n).await;

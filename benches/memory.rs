@@ -42,7 +42,7 @@ fn live() -> isize {
 }
 
 fn main() {
-    let smoke = !std::env::args().any(|a| a == "--bench");
+    let smoke = !std::env::args().any(|a| a == "--bench") || std::env::args().any(|a| a == "--quick");
     let n: usize =
         std::env::var("VW_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(if smoke { 200 } else { 20_000 });
     let base = live();

@@ -4,7 +4,8 @@
 //! - fold-only replay, cold: the journal directory opened, read, decompressed and folded;
 //! - full replay of an export: read the file, fold, and build every timeline.
 //!
-//! Run: `cargo bench --bench replay` (`VW_RECORDS=200000` for a shorter run).
+//! Run: `cargo bench --bench replay` (`VW_RECORDS=200000` for a shorter run; `-- --quick`, or
+//! without `--bench` as `cargo test --all-targets` runs it: a smoke run).
 
 // As the binary runs (src/main.rs).
 #[global_allocator]
@@ -20,7 +21,7 @@ mod workload;
 
 fn main() {
     // `cargo test --all-targets` runs this without `--bench`: a smoke run of the same code.
-    let smoke = !std::env::args().any(|a| a == "--bench");
+    let smoke = !std::env::args().any(|a| a == "--bench") || std::env::args().any(|a| a == "--quick");
     let default = if smoke { 2_000 } else { 1_000_000 };
     let want: usize = std::env::var("VW_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(default);
     let per_op = workload::journal(30).len() / 30;

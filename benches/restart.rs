@@ -20,7 +20,7 @@ use vworkspace_operator::{journal_codec, run};
 mod workload;
 
 fn main() {
-    let smoke = !std::env::args().any(|a| a == "--bench");
+    let smoke = !std::env::args().any(|a| a == "--bench") || std::env::args().any(|a| a == "--quick");
     let want: usize =
         std::env::var("VW_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(if smoke { 2_000 } else { 1_000_000 });
     let dir = tempfile::tempdir().unwrap();

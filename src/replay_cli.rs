@@ -41,6 +41,7 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
         check: args.check,
         timeline: true,
         diffs: args.format == Format::Html,
+        details: args.format != Format::Text,
         progress: Some(progress),
         signals: args.otlp.is_some(),
     };
@@ -50,11 +51,10 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
     {
         bail!(replay::Error::NoSuchOp(k.to_string()));
     }
-    let v = view::build(&src.name, &p, &opts);
     let text = match args.format {
-        Format::Text => view::text(&v),
-        Format::Json => serde_json::to_string_pretty(&v)? + "\n",
-        Format::Html => html::page(&v),
+        Format::Text => view::render_text(&src.name, &p, &opts),
+        Format::Json => serde_json::to_string_pretty(&view::build(&src.name, &p, &opts))? + "\n",
+        Format::Html => html::page(&view::build(&src.name, &p, &opts)),
     };
     write_out(args.out.as_deref(), &text)?;
     if let Some(endpoint) = &args.otlp {

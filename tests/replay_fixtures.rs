@@ -43,7 +43,10 @@ fn replay_text(path: &Path, check: bool) -> (String, bool) {
     let p = pass::run(&src, &opts).unwrap();
     // The path is not part of the story: name the fixture, not where it was checked out.
     let v = view::build("journal.vwj", &p, &opts);
-    (view::text(&v), p.divergence.is_none())
+    let text = view::text(&v);
+    // The CLI renders text one Operation at a time; it must be the same text.
+    assert_eq!(view::render_text("journal.vwj", &p, &opts), text);
+    (text, p.divergence.is_none())
 }
 
 const SCENARIOS: [&str; 10] = [

@@ -30,6 +30,9 @@ pub struct Options {
     pub timeline: bool,
     /// Field-level diffs of each observed object against its previous version.
     pub diffs: bool,
+    /// Keep each command's action with its timeline item (JSON and HTML show it; text does
+    /// not, and a million-record replay kept gigabytes of statuses and manifests for nothing).
+    pub details: bool,
     /// Called every 1% of the records when there are more than 100k (a progress bar).
     pub progress: Option<fn(u64, u64)>,
     /// Collect the signals (transitions, commands, waits, ends) the operator reported live.
@@ -304,7 +307,7 @@ impl Pass {
                     at,
                     kind: "command",
                     text: command_text(c),
-                    detail: Some(Detail::Command(Box::new(c.clone()))),
+                    detail: opts.details.then(|| Detail::Command(Box::new(c.clone()))),
                 });
             }
         }

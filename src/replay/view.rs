@@ -6,43 +6,66 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use super::pass::{Options, Pass, command_text, op_summary};
+use crate::fold::op::OpState;
+use crate::key::OpKey;
 
 pub const SCHEMA: &str = "vworkspace.replay/v1";
 
 pub fn build(journal: &str, p: &Pass, opts: &Options) -> Value {
-    let ops: Vec<Value> = p
-        .state
-        .ops
-        .iter()
-        .filter(|(k, _)| opts.op.as_ref().is_none_or(|o| o == *k))
-        .map(|(k, op)| {
-            let mut v = op_summary(op);
-            v["operation"] = json!(k.to_string());
-            v["inFlight"] = json!(
-                p.in_flight
-                    .iter()
-                    .filter(|(_, (_, c))| c.op == *k)
-                    .map(|(id, (seq, c))| json!({ "id": id, "issuedAt": seq, "command": command_text(c) }))
-                    .collect::<Vec<_>>()
-            );
-            v["timeline"] = json!(p.timelines.get(k).cloned().unwrap_or_default());
-            v
-        })
-        .collect();
-    let mut view = json!({
+    let ops: Vec<Value> = operations(p, opts).map(|(k, op)| op_view(p, k, op)).collect();
+    let mut view = head(journal, p);
+    view["operations"] = json!(ops);
+    if opts.check {
+        view["check"] = check(p);
+    }
+    view
+}
+
+fn operations<'a>(p: &'a Pass, opts: &'a Options) -> impl Iterator<Item = (&'a OpKey, &'a OpState)> {
+    p.state.ops.iter().filter(|(k, _)| opts.op.as_ref().is_none_or(|o| o == *k))
+}
+
+fn head(journal: &str, p: &Pass) -> Value {
+    json!({
         "schema": SCHEMA,
         "journal": journal,
         "records": p.records,
         "firstSeq": p.first_seq,
         "lastSeq": p.last_seq,
         "stoppedEarly": p.stopped,
-        "operations": ops,
-    });
-    if opts.check {
-        view["check"] =
-            json!({ "ok": p.divergence.is_none(), "outcomesChecked": p.checked, "divergence": p.divergence });
+    })
+}
+
+fn check(p: &Pass) -> Value {
+    json!({ "ok": p.divergence.is_none(), "outcomesChecked": p.checked, "divergence": p.divergence })
+}
+
+fn op_view(p: &Pass, k: &OpKey, op: &OpState) -> Value {
+    let mut v = op_summary(op);
+    v["operation"] = json!(k.to_string());
+    v["inFlight"] = json!(
+        p.in_flight
+            .iter()
+            .filter(|(_, (_, c))| c.op == *k)
+            .map(|(id, (seq, c))| json!({ "id": id, "issuedAt": seq, "command": command_text(c) }))
+            .collect::<Vec<_>>()
+    );
+    v["timeline"] = json!(p.timelines.get(k).map(Vec::as_slice).unwrap_or_default());
+    v
+}
+
+/// The text view of a pass, one Operation at a time: the same text as `text(&build(..))`
+/// without holding the whole view as JSON (gigabytes for a million records).
+pub fn render_text(journal: &str, p: &Pass, opts: &Options) -> String {
+    let mut out = String::new();
+    head_text(&head(journal, p), &mut out);
+    for (k, op) in operations(p, opts) {
+        op_text(&op_view(p, k, op), &mut out);
     }
-    view
+    if opts.check {
+        check_text(&check(p), &mut out);
+    }
+    out
 }
 
 fn s(v: &Value) -> &str {
@@ -52,6 +75,17 @@ fn s(v: &Value) -> &str {
 /// The human view: a timeline per Operation, then its state at the end (or the moment asked).
 pub fn text(view: &Value) -> String {
     let mut out = String::new();
+    head_text(view, &mut out);
+    for op in view["operations"].as_array().into_iter().flatten() {
+        op_text(op, &mut out);
+    }
+    if let Some(c) = view.get("check") {
+        check_text(c, &mut out);
+    }
+    out
+}
+
+fn head_text(view: &Value, out: &mut String) {
     let _ = writeln!(
         out,
         "journal {}: {} records folded, seq {}..={}{}",
@@ -61,75 +95,70 @@ pub fn text(view: &Value) -> String {
         view["lastSeq"],
         if view["stoppedEarly"] == true { " (stopped at the moment asked)" } else { "" }
     );
-    for op in view["operations"].as_array().into_iter().flatten() {
-        let _ = writeln!(out, "\n== {}  {}  uid {}", s(&op["operation"]), s(&op["phase"]), s(&op["uid"]));
-        for i in op["timeline"].as_array().into_iter().flatten() {
-            let at = s(&i["at"]);
+}
+
+fn op_text(op: &Value, out: &mut String) {
+    let _ = writeln!(out, "\n== {}  {}  uid {}", s(&op["operation"]), s(&op["phase"]), s(&op["uid"]));
+    for i in op["timeline"].as_array().into_iter().flatten() {
+        let at = s(&i["at"]);
+        let _ =
+            writeln!(out, "{:>8}  {at:<27}  {:<10}  {}", i["seq"].as_u64().unwrap_or(0), s(&i["kind"]), s(&i["text"]));
+    }
+    let _ = writeln!(out, "   state:");
+    for c in op["conditions"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "     {:<16} {:<7} {:<22} {}",
+            s(&c["type"]),
+            s(&c["status"]),
+            s(&c["reason"]),
+            s(&c["message"])
+        );
+    }
+    for c in op["children"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "     child {} {} {}/{} create={} seen={} done={}",
+            c["step"],
+            s(&c["kind"]),
+            s(&c["namespace"]),
+            s(&c["name"]),
+            s(&c["create"]),
+            c["seen"],
+            c["done"]
+        );
+    }
+    for c in op["inFlight"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "     pending {} (issued at seq {}): {}", s(&c["id"]), c["issuedAt"], s(&c["command"]));
+    }
+    if let Some(o) = op["outputs"].as_object().filter(|o| !o.is_empty()) {
+        let list: Vec<String> = o.iter().map(|(k, v)| format!("{k}={}", s(v))).collect();
+        let _ = writeln!(out, "     outputs {}", list.join(" "));
+    }
+}
+
+fn check_text(c: &Value, out: &mut String) {
+    match c["divergence"].as_object() {
+        None => {
             let _ = writeln!(
                 out,
-                "{:>8}  {at:<27}  {:<10}  {}",
-                i["seq"].as_u64().unwrap_or(0),
-                s(&i["kind"]),
-                s(&i["text"])
+                "\ncheck: ok, {} recorded outcomes match the commands this build issues",
+                c["outcomesChecked"]
             );
         }
-        let _ = writeln!(out, "   state:");
-        for c in op["conditions"].as_array().into_iter().flatten() {
+        Some(d) => {
             let _ = writeln!(
                 out,
-                "     {:<16} {:<7} {:<22} {}",
-                s(&c["type"]),
-                s(&c["status"]),
-                s(&c["reason"]),
-                s(&c["message"])
+                "\ncheck: DIVERGENCE at seq {} ({}), Operation {}",
+                d["seq"],
+                s(&d["at"]),
+                s(&d["operation"])
             );
-        }
-        for c in op["children"].as_array().into_iter().flatten() {
-            let _ = writeln!(
-                out,
-                "     child {} {} {}/{} create={} seen={} done={}",
-                c["step"],
-                s(&c["kind"]),
-                s(&c["namespace"]),
-                s(&c["name"]),
-                s(&c["create"]),
-                c["seen"],
-                c["done"]
-            );
-        }
-        for c in op["inFlight"].as_array().into_iter().flatten() {
-            let _ =
-                writeln!(out, "     pending {} (issued at seq {}): {}", s(&c["id"]), c["issuedAt"], s(&c["command"]));
-        }
-        if let Some(o) = op["outputs"].as_object().filter(|o| !o.is_empty()) {
-            let list: Vec<String> = o.iter().map(|(k, v)| format!("{k}={}", s(v))).collect();
-            let _ = writeln!(out, "     outputs {}", list.join(" "));
+            let _ = writeln!(out, "  why:          {}", s(&d["why"]));
+            let _ = writeln!(out, "  record:       {}", d["record"]);
+            let _ = writeln!(out, "  recorded:     {}", d["recorded"]);
+            let _ = writeln!(out, "  this build:   {} (issued at seq {})", d["expected"], d["issuedAt"]);
+            let _ = writeln!(out, "  state before: {}", d["stateBefore"]);
         }
     }
-    if let Some(c) = view.get("check") {
-        match c["divergence"].as_object() {
-            None => {
-                let _ = writeln!(
-                    out,
-                    "\ncheck: ok, {} recorded outcomes match the commands this build issues",
-                    c["outcomesChecked"]
-                );
-            }
-            Some(d) => {
-                let _ = writeln!(
-                    out,
-                    "\ncheck: DIVERGENCE at seq {} ({}), Operation {}",
-                    d["seq"],
-                    s(&d["at"]),
-                    s(&d["operation"])
-                );
-                let _ = writeln!(out, "  why:          {}", s(&d["why"]));
-                let _ = writeln!(out, "  record:       {}", d["record"]);
-                let _ = writeln!(out, "  recorded:     {}", d["recorded"]);
-                let _ = writeln!(out, "  this build:   {} (issued at seq {})", d["expected"], d["issuedAt"]);
-                let _ = writeln!(out, "  state before: {}", d["stateBefore"]);
-            }
-        }
-    }
-    out
 }
