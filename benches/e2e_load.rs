@@ -338,7 +338,7 @@ async fn await_ready(port: u16, operator: &mut Child) -> Duration {
 /// The scale curve: one namespace whose Operations are retained, not deleted; each stage adds
 /// Operations up to the next total, then the operator is stopped (SIGTERM) and started again on
 /// the same journal, and its time to ready is taken.
-async fn scale(client: &kube::Client, totals: &[usize]) -> Vec<ScalePoint> {
+async fn scale(client: &kube::Client, totals: &[usize], charts_dir: &std::path::Path) -> Vec<ScalePoint> {
     let ns = support::namespace("scale").await;
     let velero_ns = support::namespace("scale-velero").await;
     support::three_engines(client, &ns, &velero_ns).await;
@@ -384,6 +384,8 @@ async fn scale(client: &kube::Client, totals: &[usize]) -> Vec<ScalePoint> {
             p.restart_rss_mb
         );
         points.push(p);
+        // Drawn after each stage, so a long curve cut short still has its charts.
+        charts(&points, charts_dir);
         done = total;
     }
     support::pod::terminate(&mut op);
@@ -396,7 +398,7 @@ fn charts(points: &[ScalePoint], dir: &std::path::Path) {
     std::fs::create_dir_all(dir).unwrap();
     let series = |f: fn(&ScalePoint) -> f64| points.iter().map(|p| (p.total as f64, f(p))).collect::<Vec<_>>();
     let x = "Operations retained";
-    let figs: [(&str, &str, &str, Vec<(f64, f64)>); 4] = [
+    let figs = [
         ("scale-cpu.svg", "Operator CPU per Operation", "ms", series(ScalePoint::cpu_ms_per_op)),
         ("scale-memory.svg", "Operator RSS per retained Operation", "KB", series(ScalePoint::rss_kb_per_op)),
         ("scale-journal.svg", "Journal size per Operation", "KB", series(ScalePoint::journal_kb_per_op)),
@@ -517,11 +519,11 @@ fn main() {
             v.split(',').map(|t| t.trim().parse::<usize>().expect("VW_SCALE: totals like 1000,10000")).collect::<Vec<_>>()
         });
         if let Some(totals) = scale_totals.clone().or_else(|| smoke.then(|| vec![10, 20])) {
-            let points = scale(&client, &totals).await;
             // VW_CHARTS=DIR writes the SVG charts there (docs/benchmarks for the docs' figures).
             let dir = std::env::var_os("VW_CHARTS").map(std::path::PathBuf::from);
             let tmp = tempfile::tempdir().unwrap();
-            charts(&points, dir.as_deref().unwrap_or(tmp.path()));
+            let points = scale(&client, &totals, dir.as_deref().unwrap_or(tmp.path())).await;
+            assert_eq!(points.len(), totals.len());
             if scale_totals.is_some() {
                 sims.abort();
                 apps.abort();

@@ -49,9 +49,8 @@ pub fn svg(c: &Chart<'_>) -> String {
         let y = y1 * i as f64 / 5.0;
         let _ = write!(
             s,
-            r##"<line x1="{LEFT}" x2="{}" y1="{2:.1}" y2="{2:.1}" stroke="#ddd"/><text x="{3}" y="{4:.1}" text-anchor="end">{5}</text>"##,
+            r##"<line x1="{LEFT}" x2="{0}" y1="{1:.1}" y2="{1:.1}" stroke="#ddd"/><text x="{2}" y="{3:.1}" text-anchor="end">{4}</text>"##,
             W - RIGHT,
-            py(y),
             py(y),
             LEFT - 6.0,
             py(y) + 4.0,

@@ -270,7 +270,7 @@ pub fn validate(op: &OpState, world: &World) -> Acceptance {
         ty: spec.type_,
         params: &params,
         template: &template,
-        target: &app,
+        target: app,
     };
     if let Err(e) = engine.check_params(&ctx) {
         return rejected(e.reason, e.message);
