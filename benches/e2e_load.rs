@@ -177,13 +177,18 @@ fn usage(pid: u32) -> (f64, f64) {
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // Fields 14 and 15 (utime, stime) are the 12th and 13th after the command name.
     let cpu = (ticks(11) + ticks(12)) / 100.0;
+    (cpu, status_mb(pid, "VmHWM:"))
+}
+
+/// A memory figure of /proc/PID/status (`VmHWM:`, `VmRSS:`), in MB.
+fn status_mb(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let hwm = status
+    let kb = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .unwrap_or(0.0);
-    (cpu, hwm / 1024.0)
+    kb / 1024.0
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -301,13 +306,7 @@ impl ScalePoint {
 }
 
 fn rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
+    status_mb(pid, "VmRSS:")
 }
 
 /// Whether `/readyz` answers 200 (a raw HTTP/1.0 request: no client needed for one probe).
