@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::conditions::{Transition, human_duration};
 use super::op::{CancelState, CreateState, OpState, Pending, RollbackState, StepState, UpgradeState};
 use super::preconditions::{self, Holder, Preconditions};
-use super::validate::{self, Acceptance, params_map};
+use super::validate::{self, Acceptance};
 use super::world::World;
 use crate::api::{
     ApplicationInstance, ChildRef, ConditionStatus as S, ConditionType as C, EngineStatus, OperationStatus,
@@ -134,18 +134,11 @@ impl Owned {
 }
 
 fn owned(op: &OpState, world: &World) -> Option<Owned> {
-    let spec = op.spec.as_ref()?;
-    let (_, template) = op.template.clone()?;
-    let target = world
-        .app(&ObjKey::new(op.key.namespace.clone(), spec.target.name.clone()))
-        .map(|(_, a)| a.clone())
-        .unwrap_or_else(|| {
-            // The target may be gone mid-flight; engines only read its name then.
-            let mut a = ApplicationInstance::new(&spec.target.name, Default::default());
-            a.metadata.namespace = Some(op.key.namespace.clone());
-            a
-        });
-    Some(Owned { params: params_map(spec).unwrap_or_default(), template, target })
+    with_ctx(op, world, |ctx| Owned {
+        params: ctx.params.clone(),
+        template: ctx.template.clone(),
+        target: ctx.target.clone(),
+    })
 }
 
 /// Runs `f` with the engine's view of the Operation, borrowed: the hot path (building and
@@ -157,6 +150,7 @@ fn with_ctx<R>(op: &OpState, world: &World, f: impl FnOnce(&OpContext<'_>) -> R)
     let absent;
     let target = match world.app(&key) {
         Some((_, a)) => a,
+        // The target may be gone mid-flight; engines only read its name then.
         None => {
             let mut a = ApplicationInstance::new(&spec.target.name, Default::default());
             a.metadata.namespace = Some(op.key.namespace.clone());
@@ -164,6 +158,7 @@ fn with_ctx<R>(op: &OpState, world: &World, f: impl FnOnce(&OpContext<'_>) -> R)
             &absent
         }
     };
+    // As `validate::params_map`: anything but an object reads as no parameters here (acceptance rejects it).
     let empty = serde_json::Map::new();
     let params = match &spec.parameters {
         Some(Value::Object(m)) => m,
