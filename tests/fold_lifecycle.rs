@@ -511,6 +511,10 @@ fn a_snapshot_of_the_folded_state_round_trips_through_json() {
     submit(&mut h, operation("snap", "RunCommand", None, json!({})));
     let (k, ns, name) = only_child(&h, "snap");
     h.set_child_status(k, &ns, &name, json!({ "active": 1 }));
+    // A second one waits behind it: the queue index (rebuilt on reading) holds both.
+    h.advance(1);
+    submit(&mut h, operation("snap-2", "RunCommand", None, json!({})));
+    assert_eq!(h.status(NS, "snap-2")["queuePosition"], 1);
     assert!(!h.state.ops.is_empty() && !h.state.world.children.is_empty() && !h.state.by_target.is_empty());
     let bytes = serde_json::to_vec(&h.state).expect("the state serialises");
     let back: vworkspace_operator::fold::State = serde_json::from_slice(&bytes).expect("and reads back");

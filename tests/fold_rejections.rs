@@ -365,6 +365,58 @@ fn conflicting_operations_queue_oldest_first() {
     assert!(h.children_of("uid-third").is_empty());
 }
 
+/// A deep queue: places up to 10 are exact and name who is ahead; beyond that they are rounded
+/// down (10, 20, 50, …), so a waiting Operation's status is not rewritten on every move.
+#[test]
+fn a_deep_queue_shows_rounded_places_and_rewrites_each_status_rarely() {
+    let mut h = world();
+    let n = 30;
+    for i in 0..n {
+        submit(&mut h, operation(&format!("op-{i:02}"), "RunCommand", None, json!({})));
+        h.advance(1);
+    }
+    let last = format!("op-{:02}", n - 1);
+    assert_eq!(h.status(NS, &last)["queuePosition"], 20, "29 ahead is shown as 20+");
+    let msg = h.status(NS, &last)["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("waiting for 20+ Operations on shop to finish; queue position 20+"), "{msg}");
+    assert_eq!(h.status(NS, "op-05")["queuePosition"], 5);
+    let named = h.status(NS, "op-03")["message"].as_str().unwrap().to_string();
+    assert!(named.contains("(op-00, op-01, op-02); queue position 3"), "{named}");
+    for i in 0..n - 1 {
+        let (k, ns, name) = only_child(&h, &format!("op-{i:02}"));
+        h.set_child_status(
+            k,
+            &ns,
+            &name,
+            json!({ "succeeded": 1, "conditions": [{ "type": "Complete", "status": "True" }] }),
+        );
+        let next = format!("op-{:02}", i + 1);
+        assert_eq!(h.children_of(&format!("uid-{next}")).len(), 1, "{next} starts when {i} ends");
+        // Every waiting Operation shows its place: exact near the front, rounded down behind.
+        for j in i + 2..n {
+            let ahead = j - i - 1;
+            let want = match ahead {
+                0..=10 => ahead,
+                11..=19 => 10,
+                _ => 20,
+            };
+            assert_eq!(h.status(NS, &format!("op-{j:02}"))["queuePosition"], want, "op-{j:02} with {ahead} ahead");
+        }
+    }
+    let shown: Vec<u64> = h
+        .commands
+        .iter()
+        .filter(|c| c.op.name == last)
+        .filter_map(|c| match &c.action {
+            vworkspace_operator::command::Action::PatchStatus { status } => status.queue_position.map(u64::from),
+            _ => None,
+        })
+        .collect();
+    // One status write per shown place, not one per move: 20+, 10+, then 10 (with names) to 1.
+    assert_eq!(shown, [20, 10, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1], "the places the last one was shown");
+    assert_eq!(h.phase(NS, &last), "Running");
+}
+
 #[test]
 fn missing_secret_blocks_until_created() {
     let mut h = world();

@@ -7,6 +7,7 @@ pub mod op;
 pub mod outcome;
 pub mod pairs;
 pub mod preconditions;
+pub mod queue;
 pub mod reconcile;
 pub mod secret_refs;
 pub mod validate;
@@ -23,12 +24,13 @@ use crate::command::Command;
 use crate::key::{ObjKey, OpKey};
 use crate::record::{Record, RecordBody, ResourceKind};
 use op::OpState;
-use preconditions::Holder;
+use queue::{Queues, Slot};
 use reconcile::Env;
 use world::World;
 
 /// Everything folded so far: the observed world and one state machine per Operation.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "Restored")]
 pub struct State {
     pub world: World,
     #[serde(with = "pairs")]
@@ -46,6 +48,41 @@ pub struct State {
     /// Set by a Started record until the process's first Operation relist ends.
     #[serde(default)]
     pub first_relist: bool,
+    /// The per-target queues in queue order; derived from `ops`, so snapshots leave it out.
+    #[serde(skip)]
+    pub queues: Queues,
+}
+
+/// A snapshot's `State`; the queue index is rebuilt from its Operations.
+#[derive(Deserialize)]
+struct Restored {
+    world: World,
+    #[serde(with = "pairs")]
+    ops: BTreeMap<OpKey, OpState>,
+    by_uid: BTreeMap<String, OpKey>,
+    #[serde(with = "pairs")]
+    by_target: BTreeMap<(String, String), BTreeSet<OpKey>>,
+    last_seq: u64,
+    #[serde(default)]
+    shard: crate::shard::Shard,
+    #[serde(default)]
+    first_relist: bool,
+}
+
+impl From<Restored> for State {
+    fn from(r: Restored) -> State {
+        let queues = Queues::rebuild(r.ops.values());
+        State {
+            world: r.world,
+            ops: r.ops,
+            by_uid: r.by_uid,
+            by_target: r.by_target,
+            last_seq: r.last_seq,
+            shard: r.shard,
+            first_relist: r.first_relist,
+            queues,
+        }
+    }
 }
 
 impl State {
@@ -160,25 +197,6 @@ fn synced(world: &World) -> bool {
     ResourceKind::ALL.iter().all(|k| world.is_synced(*k))
 }
 
-fn holders(state: &State, op: &OpState) -> Vec<Holder> {
-    let Some(target) = op.target_name() else { return Vec::new() };
-    let key = (op.key.namespace.clone(), target.to_string());
-    let Some(peers) = state.by_target.get(&key) else { return Vec::new() };
-    peers
-        .iter()
-        .filter(|k| **k != op.key)
-        .filter_map(|k| state.ops.get(k))
-        .filter(|o| !o.is_terminal() && !o.is_dry_run() && !o.deleting)
-        .filter(|o| o.conditions.status(crate::api::ConditionType::Accepted) == crate::api::ConditionStatus::True)
-        .map(|o| Holder {
-            name: o.key.name.clone(),
-            started: o.started.is_some(),
-            exclusive: o.template.as_ref().is_none_or(|(_, t)| t.preconditions.exclusive),
-            order: (o.created, o.key.name.clone()),
-        })
-        .collect()
-}
-
 fn reindex(state: &mut State, key: &OpKey) {
     let Some(op) = state.ops.get(key) else { return };
     let Some(target) = op.target_name() else { return };
@@ -195,18 +213,11 @@ fn reindex(state: &mut State, key: &OpKey) {
     }
 }
 
-/// A summary of what other Operations on the target see of this one.
-fn queue_view(op: &OpState) -> (bool, bool, crate::api::ConditionStatus) {
-    (op.is_terminal(), op.started.is_some(), op.conditions.status(crate::api::ConditionType::Accepted))
-}
-
 fn reconcile_touched(state: &mut State, touched: Touched, now: chrono::DateTime<chrono::Utc>, out: &mut Vec<Command>) {
-    if !synced(&state.world) {
-        return;
-    }
     let mut todo: BTreeSet<OpKey> = touched.ops;
     if touched.all {
         todo.extend(state.ops.keys().cloned());
+        todo.extend(state.queues.keys().cloned());
     } else if touched.all_unstarted {
         todo.extend(
             state
@@ -217,34 +228,35 @@ fn reconcile_touched(state: &mut State, touched: Touched, now: chrono::DateTime<
                 .cloned(),
         );
     }
-    // A finished or started Operation moves its target's queue: revisit the peers, a bounded
-    // number of rounds. Only an Operation that has not started reads the queue (its
-    // preconditions), so only those are revisited, and only they gather the queue: with N
-    // Operations on one target, everything else would cost N² per change.
-    let waits = |o: &OpState| o.started.is_none() && !o.is_terminal();
+    // The index first sees what the record changed (a deletion, a cancel), before anyone reads it.
+    let mut next = BTreeSet::new();
+    for key in &todo {
+        if let Some(t) = state.queues.set(key, state.ops.get(key).and_then(Slot::of)) {
+            next.extend(state.queues.revisits(&t));
+        }
+    }
+    if !synced(&state.world) {
+        return;
+    }
+    todo.extend(next);
+    // A started, finished or withdrawn Operation moves its target's queue: revisit the waiting
+    // Operations whose place shows differently, a bounded number of rounds.
     for _round in 0..4 {
         if todo.is_empty() {
             break;
         }
         let mut next = BTreeSet::new();
         for key in std::mem::take(&mut todo) {
-            let Some(op) = state.ops.get(&key) else { continue };
-            let before = queue_view(op);
-            let peers = if waits(op) { holders(state, op) } else { Vec::new() };
-            // Borrowed in place beside the world: no move of the state out of the map and back.
+            // Borrowed in place beside the world and the queues: no move out of the map and back.
             let Some(op) = state.ops.get_mut(&key) else { continue };
-            let env = Env { world: &state.world, now, holders: peers };
+            let env = Env { world: &state.world, now, queues: &state.queues };
+            let was_terminal = op.is_terminal();
             reconcile::reconcile(op, &env, out);
-            if before == queue_view(op) {
-                // Nothing its peers read changed, nor whether it ended (the target index).
-                continue;
+            if was_terminal != op.is_terminal() {
+                reindex(state, &key);
             }
-            let target = op.target_name().map(|t| (key.namespace.clone(), t.to_string()));
-            reindex(state, &key);
-            if let Some(t) = target
-                && let Some(peers) = state.by_target.get(&t)
-            {
-                next.extend(peers.iter().filter(|k| **k != key && state.ops.get(*k).is_some_and(waits)).cloned());
+            if let Some(t) = state.queues.set(&key, state.ops.get(&key).and_then(Slot::of)) {
+                next.extend(state.queues.revisits(&t));
             }
         }
         todo = next;

@@ -121,12 +121,13 @@ fn relist_ops(
 
 fn delete_op(state: &mut State, key: &OpKey, touched: &mut Touched) {
     if let Some(op) = state.ops.remove(key) {
+        // Its place in the queue goes with the next reconcile, which revisits those behind it.
+        touched.ops.insert(key.clone());
         state.by_uid.remove(&op.uid);
         if let Some(t) = op.target_name() {
             let tkey = (key.namespace.clone(), t.to_string());
             if let Some(set) = state.by_target.get_mut(&tkey) {
                 set.remove(key);
-                touched.ops.extend(set.iter().cloned());
                 if set.is_empty() {
                     state.by_target.remove(&tkey);
                 }

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::op::OpState;
+use super::queue::Queues;
 use super::world::World;
 use crate::api::{OperationTemplateSpec, reason};
 use crate::key::ObjKey;
@@ -12,16 +13,6 @@ use crate::key::ObjKey;
 pub enum Preconditions {
     Met,
     Blocked { reason: &'static str, message: String, queue_position: Option<u32> },
-}
-
-/// Another Operation on the same target, as the queue sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Holder {
-    pub name: String,
-    pub started: bool,
-    pub exclusive: bool,
-    /// (creationTimestamp, name): queue order.
-    pub order: (chrono::DateTime<chrono::Utc>, String),
 }
 
 pub fn target_ready(app: &Value) -> Option<(bool, String)> {
@@ -35,26 +26,27 @@ pub fn target_ready(app: &Value) -> Option<(bool, String)> {
     Some((ready, msg))
 }
 
-pub fn check(op: &OpState, template: &OperationTemplateSpec, world: &World, others: &[Holder]) -> Preconditions {
+pub fn check(op: &OpState, template: &OperationTemplateSpec, world: &World, queues: &Queues) -> Preconditions {
     let ns = &op.key.namespace;
     let target = op.target_name().unwrap_or_default();
-    let me = (op.created, op.key.name.clone());
-    let exclusive = template.preconditions.exclusive;
-    let ahead: Vec<&Holder> =
-        others.iter().filter(|h| h.started || h.order < me).filter(|h| exclusive || h.exclusive).collect();
-    if !ahead.is_empty() {
-        let mut names: Vec<&str> = ahead.iter().map(|h| h.name.as_str()).collect();
-        names.sort();
-        return Preconditions::Blocked {
-            reason: reason::CONFLICTING_OPERATION,
-            message: format!(
+    let place = queues.place(
+        &(ns.clone(), target.to_string()),
+        &(op.created, op.key.name.clone()),
+        template.preconditions.exclusive,
+    );
+    if let Some(shown) = place.shown() {
+        let message = if place.names.is_empty() {
+            // A deep queue: the place is rounded down, and naming thousands would not help.
+            format!("waiting for {shown}+ Operations on {target} to finish; queue position {shown}+")
+        } else {
+            format!(
                 "waiting for {} on {target} to finish ({}); queue position {}",
-                if ahead.len() == 1 { "Operation" } else { "Operations" },
-                names.join(", "),
-                ahead.len()
-            ),
-            queue_position: Some(ahead.len() as u32),
+                if place.ahead == 1 { "Operation" } else { "Operations" },
+                place.names.join(", "),
+                place.ahead
+            )
         };
+        return Preconditions::Blocked { reason: reason::CONFLICTING_OPERATION, message, queue_position: Some(shown) };
     }
     if template.preconditions.require_target_ready {
         match world.apps.get(&ObjKey::new(ns.clone(), target)).and_then(|a| target_ready(&a.raw)) {

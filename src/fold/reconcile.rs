@@ -5,7 +5,8 @@ use serde_json::Value;
 
 use super::conditions::{Transition, human_duration};
 use super::op::{CancelState, CreateState, OpState, Pending, RollbackState, StepState, UpgradeState};
-use super::preconditions::{self, Holder, Preconditions};
+use super::preconditions::{self, Preconditions};
+use super::queue::Queues;
 use super::validate::{self, Acceptance};
 use super::world::World;
 use crate::api::{
@@ -26,8 +27,8 @@ const NO_HOOKS: &str = "the Helm release has no Job hooks for this event";
 pub struct Env<'a> {
     pub world: &'a World,
     pub now: DateTime<Utc>,
-    /// Other active Operations on the same target.
-    pub holders: Vec<Holder>,
+    /// The per-target queues (an Operation that has not started reads its place).
+    pub queues: &'a Queues,
 }
 
 impl OpState {
@@ -273,7 +274,7 @@ fn accept(op: &mut OpState, env: &Env<'_>, out: &mut Vec<Command>) {
                 dry_run(op, a.engine, env, out);
                 return;
             }
-            match preconditions::check(op, &a.template, env.world, &env.holders) {
+            match preconditions::check(op, &a.template, env.world, env.queues) {
                 Preconditions::Blocked { reason: r, message, queue_position } => {
                     op.queue_position = queue_position;
                     op.set(C::PreconditionsMet, S::False, r, message, now, out);
@@ -338,7 +339,7 @@ fn dry_run(op: &mut OpState, kind: EngineKind, env: &Env<'_>, out: &mut Vec<Comm
             }
         }
     }
-    let pre = preconditions::check(op, &o.template, env.world, &env.holders);
+    let pre = preconditions::check(op, &o.template, env.world, env.queues);
     match pre {
         Preconditions::Met => {
             op.set(C::PreconditionsMet, S::True, reason::PRECONDITIONS_MET, "preconditions hold now", now, out)
