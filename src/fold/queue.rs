@@ -245,7 +245,7 @@ mod tests {
                 target: target.clone(),
                 order: order(i),
                 started: seed >> 60 == 0,
-                exclusive: (seed >> 40) % 4 != 0,
+                exclusive: !(seed >> 40).is_multiple_of(4),
                 shown: None,
             };
             q.set(&OpKey::new("ns", slot.order.1.as_str()), Some(slot.clone()));
