@@ -15,6 +15,7 @@
 //!
 //!
 //! **Scale curve** (`VW_SCALE=1000,10000,50000`, alone): Operations retained in one namespace,
+//! spread over `VW_TARGETS` targets (default 100; 1 puts every Operation in one target's queue),
 //! each stage adding up to the next total; per stage the CPU per Operation added, RSS per
 //! retained Operation, journal bytes per Operation, and the restart time to ready on that
 //! journal. `VW_CHARTS=docs/benchmarks` draws them as SVG charts.
@@ -163,9 +164,9 @@ fn observe(client: &kube::Client, ns: &str, velero_ns: &str, book: Book) -> Vec<
     tasks
 }
 
-fn operation(ns: &str, name: &str, ty: &str) -> Operation {
+fn operation(ns: &str, name: &str, ty: &str, target: &str) -> Operation {
     serde_json::from_value(json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation",
-        "metadata": { "name": name, "namespace": ns }, "spec": { "type": ty, "target": { "name": "shop" } } }))
+        "metadata": { "name": name, "namespace": ns }, "spec": { "type": ty, "target": { "name": target } } }))
     .unwrap()
 }
 
@@ -238,7 +239,7 @@ async fn load(
     tokio::time::sleep(Duration::from_secs(3)).await;
     let api: Api<Operation> = Api::namespaced(client.clone(), &ns);
     let start = Instant::now();
-    submit(&api, &ns, &book, 0..n, rate).await;
+    submit(&api, &ns, &book, 0..n, rate, 1).await;
     await_ended(&book, n, &mut operator).await;
     let last = book.lock().unwrap().values().filter_map(|t| t.done).max().unwrap();
     let secs = (last - start).as_secs_f64();
@@ -337,10 +338,19 @@ async fn await_ready(port: u16, operator: &mut Child) -> Duration {
 /// The scale curve: one namespace whose Operations are retained, not deleted; each stage adds
 /// Operations up to the next total, then the operator is stopped (SIGTERM) and started again on
 /// the same journal, and its time to ready is taken.
-async fn scale(client: &kube::Client, totals: &[usize], charts_dir: &std::path::Path) -> Vec<ScalePoint> {
+async fn scale(
+    client: &kube::Client,
+    totals: &[usize],
+    targets: usize,
+    charts_dir: &std::path::Path,
+) -> Vec<ScalePoint> {
     let ns = support::namespace("scale").await;
     let velero_ns = support::namespace("scale-velero").await;
     support::three_engines(client, &ns, &velero_ns).await;
+    // More targets like `shop`, offering the same three engines.
+    for k in (0..targets).filter(|_| targets > 1) {
+        support::three_engine_target(client, &ns, &target_name(k, targets)).await;
+    }
     let dir = tempfile::tempdir().unwrap();
     let jdir = dir.path().join("journal");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -353,7 +363,7 @@ async fn scale(client: &kube::Client, totals: &[usize], charts_dir: &std::path::
     let mut done = 0;
     for &total in totals {
         let cpu0 = usage(op.id()).0;
-        submit(&api, &ns, &book, done..total, None).await;
+        submit(&api, &ns, &book, done..total, None, targets).await;
         await_ended(&book, total, &mut op).await;
         let (cpu1, peak_rss_mb) = usage(op.id());
         let rss = rss_mb(op.id());
@@ -410,8 +420,21 @@ fn charts(points: &[ScalePoint], dir: &std::path::Path) {
     println!("charts written to {}", dir.display());
 }
 
-/// Creates Operations `op-{i}` for each i, at `rate` per second or all at once.
-async fn submit(api: &Api<Operation>, ns: &str, book: &Book, range: std::ops::Range<usize>, rate: Option<f64>) {
+/// The target of the k-th of `targets`: `shop` alone, or `shop-{k}`.
+fn target_name(k: usize, targets: usize) -> String {
+    if targets == 1 { "shop".to_string() } else { format!("shop-{k}") }
+}
+
+/// Creates Operations `op-{i}` for each i, spread over `targets` targets, at `rate` per second
+/// or all at once.
+async fn submit(
+    api: &Api<Operation>,
+    ns: &str,
+    book: &Book,
+    range: std::ops::Range<usize>,
+    rate: Option<f64>,
+    targets: usize,
+) {
     let start = Instant::now();
     let first = range.start;
     let mut creates = Vec::new();
@@ -422,7 +445,7 @@ async fn submit(api: &Api<Operation>, ns: &str, book: &Book, range: std::ops::Ra
         let (api, book, ns) = (api.clone(), book.clone(), ns.to_string());
         creates.push(tokio::spawn(async move {
             let at = Instant::now();
-            let op = operation(&ns, &format!("op-{i}"), KINDS[i % KINDS.len()].0);
+            let op = operation(&ns, &format!("op-{i}"), KINDS[i % KINDS.len()].0, &target_name(i % targets, targets));
             let made = api.create(&PostParams::default(), &op).await.expect("create");
             book.lock().unwrap().entry(made.metadata.uid.unwrap()).or_default().submitted = Some(at);
         }));
@@ -473,7 +496,7 @@ async fn api_limit(client: &kube::Client, n: usize) -> f64 {
                         return;
                     }
                     let name = format!("op-{i}");
-                    let op = ops.create(&PostParams::default(), &operation(&ns, &name, "RunCommand")).await.unwrap();
+                    let op = ops.create(&PostParams::default(), &operation(&ns, &name, "RunCommand", "shop")).await.unwrap();
                     let job: DynamicObject = serde_json::from_value(json!({ "apiVersion": "batch/v1", "kind": "Job",
                         "metadata": { "name": name, "namespace": ns, "labels": { "load-limit-of": op.metadata.uid } },
                         "spec": { "template": { "spec": { "restartPolicy": "Never", "containers": [{ "name": "c", "image": "busybox:1.36" }] } } } }))
@@ -521,7 +544,10 @@ fn main() {
             // VW_CHARTS=DIR writes the SVG charts there (docs/benchmarks for the docs' figures).
             let dir = std::env::var_os("VW_CHARTS").map(std::path::PathBuf::from);
             let tmp = tempfile::tempdir().unwrap();
-            let points = scale(&client, &totals, dir.as_deref().unwrap_or(tmp.path())).await;
+            // VW_TARGETS: how many targets share the Operations (1: all on `shop`, one queue).
+            let targets = std::env::var("VW_TARGETS").ok().map(|v| v.parse().expect("VW_TARGETS: a count")).unwrap_or(100);
+            let targets = if smoke { targets.min(4) } else { targets };
+            let points = scale(&client, &totals, targets.max(1), dir.as_deref().unwrap_or(tmp.path())).await;
             assert_eq!(points.len(), totals.len());
             if scale_totals.is_some() {
                 sims.abort();

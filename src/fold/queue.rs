@@ -3,7 +3,7 @@
 //! change to a queue revisits only the Operations whose shown place changes, so N Operations
 //! on one target cost O(N) per change, not O(N²).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 
@@ -54,14 +54,34 @@ impl Slot {
 struct TargetQueue {
     /// Started holders → exclusive.
     started: BTreeMap<Order, bool>,
-    started_exclusive: usize,
+    started_exclusive: BTreeSet<Order>,
     /// Waiting holders → (exclusive, shown place).
     waiting: BTreeMap<Order, (bool, Option<u32>)>,
+    waiting_exclusive: BTreeSet<Order>,
 }
 
 impl TargetQueue {
     fn is_empty(&self) -> bool {
         self.started.is_empty() && self.waiting.is_empty()
+    }
+
+    /// Holders a non-exclusive Operation yields to (only exclusive ones), or all of them.
+    fn ahead<'a>(&'a self, order: &'a Order, exclusive: bool) -> Box<dyn Iterator<Item = &'a Order> + 'a> {
+        if exclusive {
+            Box::new(
+                self.started
+                    .keys()
+                    .chain(self.waiting.range(..order.clone()).map(|(o, _)| o))
+                    .filter(move |o| *o != order),
+            )
+        } else {
+            Box::new(
+                self.started_exclusive
+                    .iter()
+                    .chain(self.waiting_exclusive.range(..order.clone()))
+                    .filter(move |o| *o != order),
+            )
+        }
     }
 }
 
@@ -147,9 +167,14 @@ impl Queues {
             let q = self.targets.entry(new.target.clone()).or_default();
             if new.started {
                 q.started.insert(new.order.clone(), new.exclusive);
-                q.started_exclusive += usize::from(new.exclusive);
+                if new.exclusive {
+                    q.started_exclusive.insert(new.order.clone());
+                }
             } else {
                 q.waiting.insert(new.order.clone(), (new.exclusive, new.shown));
+                if new.exclusive {
+                    q.waiting_exclusive.insert(new.order.clone());
+                }
             }
             self.slots.insert(key.clone(), new);
         }
@@ -159,11 +184,11 @@ impl Queues {
     fn remove(&mut self, old: &Slot) {
         let Some(q) = self.targets.get_mut(&old.target) else { return };
         if old.started {
-            if q.started.remove(&old.order).is_some() {
-                q.started_exclusive -= usize::from(old.exclusive);
-            }
+            q.started.remove(&old.order);
+            q.started_exclusive.remove(&old.order);
         } else {
             q.waiting.remove(&old.order);
+            q.waiting_exclusive.remove(&old.order);
         }
         if q.is_empty() {
             self.targets.remove(&old.target);
@@ -175,18 +200,19 @@ impl Queues {
     /// Conflicting: both exclusive, or either one when `me` is.
     pub fn place(&self, target: &TargetKey, order: &Order, exclusive: bool) -> Place {
         let Some(q) = self.targets.get(target) else { return Place::default() };
-        let me = |o: &Order| o != order;
-        let before = q.waiting.range(..order.clone());
-        let ahead = if exclusive {
-            q.started.keys().filter(|o| me(o)).count() + before.count()
+        // Counted without walking the started holders: there may be thousands of non-exclusive ones.
+        let (started, waiting_before) = if exclusive {
+            (q.started.len() - usize::from(q.started.contains_key(order)), q.waiting.range(..order.clone()).count())
         } else {
-            q.started.iter().filter(|(o, x)| **x && me(o)).count() + before.filter(|(_, (x, _))| *x).count()
+            (
+                q.started_exclusive.len() - usize::from(q.started_exclusive.contains(order)),
+                q.waiting_exclusive.range(..order.clone()).count(),
+            )
         };
+        let ahead = started + waiting_before;
         let mut names = Vec::new();
         if ahead <= EXACT {
-            let started = q.started.iter().filter(|(o, x)| me(o) && (exclusive || **x)).map(|(o, _)| o);
-            let waiting = q.waiting.range(..order.clone()).filter(|(_, (x, _))| exclusive || *x).map(|(o, _)| o);
-            names = started.chain(waiting).map(|o| o.1.clone()).collect();
+            names = q.ahead(order, exclusive).map(|o| o.1.clone()).collect();
             names.sort();
         }
         Place { ahead, names }
@@ -199,7 +225,7 @@ impl Queues {
         let mut out = Vec::new();
         let mut exclusive_before = 0;
         for (i, (order, (exclusive, shown_now))) in q.waiting.iter().enumerate() {
-            let ahead = if *exclusive { q.started.len() + i } else { q.started_exclusive + exclusive_before };
+            let ahead = if *exclusive { q.started.len() + i } else { q.started_exclusive.len() + exclusive_before };
             if ahead <= EXACT || shown(ahead) != *shown_now {
                 out.push(OpKey::new(target.0.clone(), order.1.clone()));
             }

@@ -197,8 +197,13 @@ pub async fn three_engines(client: &kube::Client, ns: &str, velero_ns: &str) {
         let t = json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "OperationTemplate", "metadata": { "name": format!("{name}-{ns}") }, "spec": spec });
         apply(client, &ar::<vworkspace_operator::api::OperationTemplate>(), None, t).await;
     }
-    let app = json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
-        "metadata": { "name": "shop", "namespace": ns, "annotations": { "ops.vworkspace.io/backup": "velero",
+    three_engine_target(client, ns, "shop").await;
+}
+
+/// A target `name` in `ns` that offers the three engines of `three_engines`.
+pub async fn three_engine_target(client: &kube::Client, ns: &str, name: &str) {
+    let app = serde_json::json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
+        "metadata": { "name": name, "namespace": ns, "annotations": { "ops.vworkspace.io/backup": "velero",
             "ops.vworkspace.io/runbook": "argoWorkflow", "ops.vworkspace.io/run-command": "job" } },
         "spec": { "chart": { "name": "shop", "version": "1.0.0" } } });
     apply(client, &ar::<vworkspace_operator::api::ApplicationInstance>(), Some(ns), app).await;
