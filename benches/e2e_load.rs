@@ -200,7 +200,18 @@ enum Journal {
 
 /// The operator binary with a journal at `jdir` (None: in memory), serving HTTP on `port` (0: any).
 fn operator(dir: &std::path::Path, jdir: Option<&std::path::Path>, otlp: Option<&str>, port: u16) -> Child {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_vworkspace-operator"));
+    // VW_OPERATOR_WRAP="heaptrack -o /tmp/ht" runs the operator under a profiler (build with
+    // `--features system-alloc` so a malloc-hooking heap profiler sees its allocations).
+    let wrap = std::env::var("VW_OPERATOR_WRAP").unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    let mut cmd = match words.next() {
+        Some(w) => {
+            let mut c = std::process::Command::new(w);
+            c.args(words).arg(env!("CARGO_BIN_EXE_vworkspace-operator"));
+            c
+        }
+        None => std::process::Command::new(env!("CARGO_BIN_EXE_vworkspace-operator")),
+    };
     cmd.args(["run", "--no-leader-elect", "--audit-log", "/dev/null"])
         .arg("--http-addr")
         .arg(format!("127.0.0.1:{port}"))

@@ -65,7 +65,8 @@ pub enum Command {
         /// Audit records (JSON lines): a file, or `-` for stdout (logs go to stderr).
         #[arg(long, default_value = "-")]
         audit_log: String,
-        /// Records between two snapshots of the folded state.
+        /// Records between two snapshots of the folded state (or, when more Operations are held,
+        /// one record per Operation: a snapshot costs in proportion to the state).
         #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..))]
         snapshot_every: u64,
         /// Records kept before the newest snapshot (older ones are compacted away).

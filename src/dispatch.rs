@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::command::Command;
+use crate::command::{Action, Command};
 use crate::key::OpKey;
 use crate::leader::{self, Leadership};
 use crate::record::{Outcome, OutcomeData, OutcomeResult as R, RecordBody};
@@ -114,8 +114,14 @@ pub async fn run<E: Execute>(
                 Some(cmd) => {
                     let key = cmd.op.clone();
                     let q = queues.entry(key.clone()).or_default();
+                    let was_empty = q.is_empty();
+                    if let Some(old) = superseded(q, &cmd)
+                        && out.send(RecordBody::Outcome(old)).is_err()
+                    {
+                        return;
+                    }
                     q.push_back(cmd);
-                    if q.len() == 1 && !running.values().any(|k| *k == key) {
+                    if was_empty && !running.values().any(|k| *k == key) {
                         ready.push_back(key);
                     }
                 }
@@ -158,6 +164,19 @@ pub async fn run<E: Execute>(
             running.insert(handle.id(), key);
         }
     }
+}
+
+/// A status patch still queued when a newer one for the same Operation arrives is never sent:
+/// each carries the whole status, so the newer one says everything. Its outcome says so, and
+/// the fold (which waits for every command's outcome) takes it as done.
+fn superseded(queue: &mut VecDeque<Command>, newer: &Command) -> Option<Outcome> {
+    if !matches!(newer.action, Action::PatchStatus { .. }) {
+        return None;
+    }
+    let i = queue.iter().position(|c| matches!(c.action, Action::PatchStatus { .. }))?;
+    let old = queue.remove(i)?;
+    tracing::debug!(command = %old.id, by = %newer.id, "status patch superseded before it was sent");
+    Some(Outcome::of(&old, R::Superseded, format!("superseded by {}", newer.id), OutcomeData::None))
 }
 
 /// Attempts one command until it has an answer, its attempts run out, or leadership ends.

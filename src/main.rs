@@ -13,6 +13,7 @@ use vworkspace_operator::crdgen;
 
 // The fold and replay allocate many small JSON nodes: glibc's malloc was a quarter of a replay
 // profile, and the static image's musl malloc is slower still.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

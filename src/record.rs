@@ -243,6 +243,8 @@ pub enum OutcomeResult {
     /// The API server rejected the object (422).
     Invalid,
     Error,
+    /// Never sent: a newer command replaced it while it waited (a status patch).
+    Superseded,
 }
 
 impl OutcomeResult {

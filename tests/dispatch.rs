@@ -243,3 +243,23 @@ async fn an_attempt_is_cut_off_when_its_term_runs_out() {
     assert!(r.outcomes.try_recv().is_err(), "the term lapsed without renewal: nothing is journaled");
     assert!(r.exec.0.lock().unwrap().log.is_empty(), "the slow call was dropped at the term's end");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_queued_status_patch_is_superseded_by_a_newer_one_and_never_sent() {
+    let mut r = rig(Script { latency: Duration::from_millis(50), ..Default::default() }, fast());
+    let patch = |id: &str| Command { action: Action::PatchStatus { status: Box::default() }, ..cmd("a", id) };
+    // a0 runs; the patches queue behind it, with an Event between them.
+    r.commands.send(cmd("a", "a0")).unwrap();
+    tokio::task::yield_now().await;
+    r.commands.send(patch("p1")).unwrap();
+    r.commands.send(Command { action: Action::RemoveFinalizer, ..cmd("a", "e1") }).unwrap();
+    r.commands.send(patch("p2")).unwrap();
+    r.commands.send(patch("p3")).unwrap();
+    let got = outcomes(&mut r, 5).await;
+    let result = |id: &str| got.iter().find(|(c, _)| c == id).map(|(_, r)| *r);
+    assert_eq!(result("p1"), Some(R::Superseded));
+    assert_eq!(result("p2"), Some(R::Superseded));
+    assert_eq!(result("p3"), Some(R::Ok));
+    let sent: Vec<String> = r.exec.0.lock().unwrap().log.iter().map(|l| l.0.clone()).collect();
+    assert_eq!(sent, ["a0", "e1", "p3"], "only the newest patch reaches the API server, in order");
+}

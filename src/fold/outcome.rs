@@ -16,7 +16,7 @@ pub(crate) fn apply(op: &mut OpState, o: &Outcome, now: DateTime<Utc>, out: &mut
     let ok = o.result.is_success();
     let inert = match pending {
         Pending::Event | Pending::RemoveFinalizer | Pending::DeleteOperation => true,
-        Pending::Status => ok || o.result == R::NotFound,
+        Pending::Status => ok || o.result == R::NotFound || o.result == R::Superseded,
         _ => false,
     };
     if inert {
@@ -145,7 +145,8 @@ fn create(op: &mut OpState, step: u32, o: &Outcome, now: DateTime<Utc>, out: &mu
             now,
             out,
         ),
-        R::Conflict | R::Error => {
+        // Only status patches are ever superseded; were a create, it would be sent again.
+        R::Conflict | R::Error | R::Superseded => {
             if st.create != CreateState::Created {
                 st.create = CreateState::NotSent;
             }
