@@ -3,18 +3,17 @@
 //! when the object carries this Operation's UID; deletes count NotFound as done. Every write to
 //! a child or a target carries the lease epoch annotation (the fencing token).
 
+mod event;
 mod fill;
 pub mod helm;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event, EventType as KubeEventType, Recorder, Reporter};
 use serde_json::{Value, json};
 
 use crate::api::{FIELD_MANAGER, FINALIZER, LABEL_OPERATION_UID};
-use crate::command::{Action, Command, EnvSource, EventType};
+use crate::command::{Action, Command, EnvSource};
 use crate::dispatch::Execute;
 use crate::leader::ANNOTATION_EPOCH;
 use crate::record::{ChildKind, OutcomeData, OutcomeResult as R};
@@ -27,7 +26,7 @@ pub type Done<T = OutcomeData> = Result<T, (R, String)>;
 
 pub struct Effector {
     client: kube::Client,
-    recorder: Recorder,
+    events: event::Events,
     /// The Lease whose terms fence this effector (it names the shard), on every write.
     lease: Option<String>,
 }
@@ -69,8 +68,8 @@ impl Execute for Effector {
 
 impl Effector {
     pub fn new(client: kube::Client) -> Self {
-        let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
-        Self { recorder: Recorder::new(client.clone(), reporter), client, lease: None }
+        let events = event::Events::new(client.clone(), FIELD_MANAGER, std::env::var("POD_NAME").ok());
+        Self { events, client, lease: None }
     }
 
     /// Names the Lease on every write (`ops.vworkspace.io/lease`), beside its epoch.
@@ -135,26 +134,7 @@ impl Effector {
                     .map_err(err)
             }
             Action::EmitEvent { event_type, reason, note, action } => {
-                let reference = ObjectReference {
-                    api_version: Some("ops.vworkspace.io/v1alpha1".into()),
-                    kind: Some("Operation".into()),
-                    namespace: Some(op.namespace.clone()),
-                    name: Some(op.name.clone()),
-                    uid: Some(cmd.uid.clone()),
-                    ..Default::default()
-                };
-                let ev = Event {
-                    type_: if *event_type == EventType::Warning {
-                        KubeEventType::Warning
-                    } else {
-                        KubeEventType::Normal
-                    },
-                    reason: reason.clone(),
-                    note: Some(note.chars().take(1024).collect()),
-                    action: action.clone(),
-                    secondary: None,
-                };
-                self.recorder.publish(&ev, &reference).await.map(|_| OutcomeData::None).map_err(err)
+                self.events.emit(cmd, *event_type, reason, note, action).await
             }
             Action::PatchTargetVersion { target, version, expected_current } => {
                 self.patch_target_version(&op.namespace, target, version, expected_current, epoch).await
