@@ -520,3 +520,43 @@ fn a_snapshot_of_the_folded_state_round_trips_through_json() {
     let back: vworkspace_operator::fold::State = serde_json::from_slice(&bytes).expect("and reads back");
     assert_eq!(back, h.state);
 }
+
+#[test]
+fn children_of_ended_operations_are_kept_as_text_and_read_back_the_same() {
+    use vworkspace_operator::fold::child::Child;
+    let mut h = world();
+    submit(&mut h, operation("done", "RunCommand", None, json!({})));
+    let (k, ns, name) = only_child(&h, "done");
+    h.set_child_status(
+        k,
+        &ns,
+        &name,
+        json!({ "succeeded": 1, "conditions": [{ "type": "Complete", "status": "True" }] }),
+    );
+    assert_eq!(h.phase(NS, "done"), "Succeeded");
+    h.advance(1);
+    submit(&mut h, operation("running", "RunCommand", None, json!({})));
+    let (k2, ns2, name2) = only_child(&h, "running");
+    h.set_child_status(k2, &ns2, &name2, json!({ "active": 1 }));
+    let child = |s: &vworkspace_operator::fold::State, n: &str| {
+        s.world.children.iter().find(|((_, key), _)| key.name == n).map(|(_, c)| c.clone()).unwrap()
+    };
+    assert!(child(&h.state, &name).is_settled(), "the ended Operation's Job is text");
+    assert!(matches!(child(&h.state, &name2), Child::Live(_)), "the running one's is a tree");
+    // A later event for the settled child keeps it settled, with the new content.
+    h.set_child_status(
+        k,
+        &ns,
+        &name,
+        json!({ "succeeded": 1, "ready": 0, "conditions": [{ "type": "Complete", "status": "True" }] }),
+    );
+    let settled = child(&h.state, &name);
+    assert!(settled.is_settled());
+    assert_eq!(settled.value()["status"]["ready"], 0);
+    // A snapshot reads back equal, with the same forms.
+    let back: vworkspace_operator::fold::State =
+        serde_json::from_slice(&serde_json::to_vec(&h.state).unwrap()).unwrap();
+    assert_eq!(back, h.state);
+    assert!(child(&back, &name).is_settled());
+    assert!(matches!(child(&back, &name2), Child::Live(_)));
+}

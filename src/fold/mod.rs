@@ -1,6 +1,7 @@
 //! PURE. `step(state, record) -> commands`: the one place where the operator decides anything.
 //! No clock (time is `record.at`), no I/O, no randomness, no unordered-map iteration.
 
+pub mod child;
 pub mod conditions;
 pub mod observe;
 pub mod op;
@@ -72,8 +73,15 @@ struct Restored {
 impl From<Restored> for State {
     fn from(r: Restored) -> State {
         let queues = Queues::rebuild(r.ops.values());
+        let mut world = r.world;
+        // Children are read back as text; those of running Operations become trees again.
+        for op in r.ops.values().filter(|o| !o.is_terminal()) {
+            for s in &op.steps {
+                world.keep_child(s.kind, &s.namespace, &s.name, false);
+            }
+        }
         State {
-            world: r.world,
+            world,
             ops: r.ops,
             by_uid: r.by_uid,
             by_target: r.by_target,
@@ -197,6 +205,14 @@ fn synced(world: &World) -> bool {
     ResourceKind::ALL.iter().all(|k| world.is_synced(*k))
 }
 
+/// An Operation's children are kept as text once it has ended (`child::Child`).
+fn keep_children(state: &mut State, key: &OpKey) {
+    let Some(op) = state.ops.get(key) else { return };
+    for s in &op.steps {
+        state.world.keep_child(s.kind, &s.namespace, &s.name, op.is_terminal());
+    }
+}
+
 fn reindex(state: &mut State, key: &OpKey) {
     let Some(op) = state.ops.get(key) else { return };
     let Some(target) = op.target_name() else { return };
@@ -254,6 +270,7 @@ fn reconcile_touched(state: &mut State, touched: Touched, now: chrono::DateTime<
             reconcile::reconcile(op, &env, out);
             if was_terminal != op.is_terminal() {
                 reindex(state, &key);
+                keep_children(state, &key);
             }
             if let Some(t) = state.queues.set(&key, state.ops.get(&key).and_then(Slot::of)) {
                 next.extend(state.queues.revisits(&t));

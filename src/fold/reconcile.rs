@@ -438,7 +438,7 @@ fn drive(op: &mut OpState, kind: EngineKind, env: &Env<'_>, out: &mut Vec<Comman
         }
         let st = op.steps[i as usize].clone();
         let observed = env.world.child(st.kind, &st.namespace, &st.name);
-        if let Some(obj) = observed
+        if let Some(obj) = &observed
             && !is_ours(obj, &op.uid)
         {
             let msg = super::op::foreign_child(&st.describe());
@@ -486,7 +486,7 @@ fn drive(op: &mut OpState, kind: EngineKind, env: &Env<'_>, out: &mut Vec<Comman
             }
             return;
         };
-        let Some(mapped) = with_ctx(op, env.world, |ctx| kind.map(ctx, i, obj)) else { return };
+        let Some(mapped) = with_ctx(op, env.world, |ctx| kind.map(ctx, i, &obj)) else { return };
         let mut engine = mapped.engine;
         engine.name = kind.display().into();
         op.engine = Some(engine);

@@ -4,8 +4,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use super::child::Child;
 
 use crate::api::{ApplicationInstance, OperationTemplate};
 use crate::key::ObjKey;
@@ -22,7 +26,7 @@ pub struct World {
     /// Secret names only (values never reach the fold).
     pub secrets: BTreeSet<ObjKey>,
     #[serde(with = "super::pairs")]
-    pub children: BTreeMap<(ChildKind, ObjKey), Value>,
+    pub children: BTreeMap<(ChildKind, ObjKey), Child>,
     /// Child kinds whose CRDs are installed. Until the first Discovery record, all are.
     pub installed: BTreeSet<ChildKind>,
     /// Kinds the runtime watches, which stay unsynced until their first InitDone.
@@ -117,8 +121,15 @@ impl World {
         Some((&a.raw, a.parsed.as_ref()?))
     }
 
-    pub fn child(&self, kind: ChildKind, namespace: &str, name: &str) -> Option<&Value> {
-        self.children.get(&(kind, ObjKey::new(namespace, name)))
+    pub fn child(&self, kind: ChildKind, namespace: &str, name: &str) -> Option<Cow<'_, Value>> {
+        self.children.get(&(kind, ObjKey::new(namespace, name))).map(Child::value)
+    }
+
+    /// Keeps a child as text (its Operation ended) or as a tree (its Operation runs).
+    pub fn keep_child(&mut self, kind: ChildKind, namespace: &str, name: &str, settled: bool) {
+        if let Some(c) = self.children.get_mut(&(kind, ObjKey::new(namespace, name))) {
+            if settled { c.settle() } else { c.wake() }
+        }
     }
 
     fn store_get(&self, kind: ResourceKind, key: &ObjKey) -> Option<Value> {
@@ -126,7 +137,7 @@ impl World {
             ResourceKind::OperationTemplate => self.templates.get(&key.name).and_then(|t| serde_json::to_value(t).ok()),
             ResourceKind::ApplicationInstance => self.apps.get(key).map(|a| a.raw.clone()),
             ResourceKind::Secret => self.secrets.contains(key).then_some(Value::Null),
-            ResourceKind::Child(c) => self.children.get(&(c, key.clone())).cloned(),
+            ResourceKind::Child(c) => self.children.get(&(c, key.clone())).map(|c| c.value().into_owned()),
             ResourceKind::Operation => None,
         }
     }
@@ -163,7 +174,13 @@ impl World {
                 self.secrets.insert(key);
             }
             ResourceKind::Child(c) => {
-                self.children.insert((c, key), obj);
+                // A settled child stays settled: its Operation has ended.
+                let key = (c, key);
+                let mut child = Child::Live(obj);
+                if self.children.get(&key).is_some_and(Child::is_settled) {
+                    child.settle();
+                }
+                self.children.insert(key, child);
             }
             ResourceKind::Operation => {}
         }
@@ -177,7 +194,7 @@ impl World {
             }
             ResourceKind::ApplicationInstance => self.apps.remove(key).map(|a| a.raw),
             ResourceKind::Secret => self.secrets.remove(key).then_some(Value::Null),
-            ResourceKind::Child(c) => self.children.remove(&(c, key.clone())),
+            ResourceKind::Child(c) => self.children.remove(&(c, key.clone())).map(|c| c.value().into_owned()),
             ResourceKind::Operation => None,
         }
     }

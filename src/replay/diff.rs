@@ -67,7 +67,8 @@ fn objects(p: &Pass, key: &OpKey) -> Vec<(String, Value)> {
     let Some(op) = p.state.ops.get(key) else { return Vec::new() };
     let mut out = vec![("Operation".to_string(), op_summary(op))];
     for s in &op.steps {
-        let obj = p.state.world.child(s.kind, &s.namespace, &s.name).cloned().unwrap_or(Value::Null);
+        let obj =
+            p.state.world.child(s.kind, &s.namespace, &s.name).map(std::borrow::Cow::into_owned).unwrap_or(Value::Null);
         out.push((s.describe(), obj));
     }
     out
