@@ -1,5 +1,6 @@
 //! Fold throughput: records folded per second, from a journal recorded by the model harness
 //! (N Operations of four engines, each through its upstream phases to a terminal outcome).
+//! Also one target with 250 and 1,000 Operations queued, run in turn (per-Operation cost by depth).
 //! Run: `cargo bench --bench fold` (add `-- --quick` for a smoke run).
 
 use std::hint::black_box;
@@ -24,6 +25,23 @@ fn bench(c: &mut Criterion) {
             black_box(commands)
         })
     });
+    g.finish();
+    // One target's queue, 250 and 1,000 deep: the cost per Operation should not grow with depth.
+    let mut g = c.benchmark_group("fold one target");
+    for n in [250, 1000] {
+        let records = workload::one_target(n);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(format!("{n} Operations queued, {} records", records.len()), |b| {
+            b.iter(|| {
+                let mut state = State::default();
+                let mut commands = 0usize;
+                for r in &records {
+                    commands += fold::step(&mut state, black_box(r)).len();
+                }
+                black_box(commands)
+            })
+        });
+    }
     g.finish();
 }
 

@@ -69,3 +69,36 @@ pub fn journal_from(n: usize, first: usize) -> Vec<Record> {
     }
     h.journal
 }
+
+/// `n` exclusive RunCommand Operations submitted at once on one target, then run in turn: the
+/// deepest queue a target can have.
+pub fn one_target(n: usize) -> Vec<Record> {
+    let mut h = Harness::new();
+    h.apply(
+        ResourceKind::OperationTemplate,
+        template(
+            "j",
+            "RunCommand",
+            "job",
+            json!({ "job": { "image": "busybox" }, "preconditions": { "exclusive": true } }),
+        ),
+    );
+    h.apply(ResourceKind::ApplicationInstance, json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
+        "metadata": { "name": "shop", "namespace": "bench", "annotations": { "ops.vworkspace.io/run-command": "job" } },
+        "spec": { "chart": { "name": "c", "version": "1.0.0" } },
+        "status": { "conditions": [{ "type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z", "reason": "Ready", "message": "" }] } }));
+    for i in 0..n {
+        h.apply(ResourceKind::Operation, json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation",
+            "metadata": { "name": format!("op-{i:05}"), "namespace": "bench" }, "spec": { "type": "RunCommand", "target": { "name": "shop" } } }));
+    }
+    for i in 0..n {
+        let (k, key) = h.children_of(&format!("uid-op-{i:05}"))[0].clone();
+        h.set_child_status(
+            k,
+            &key.namespace,
+            &key.name,
+            json!({ "succeeded": 1, "conditions": [{ "type": "Complete", "status": "True" }] }),
+        );
+    }
+    h.journal
+}
