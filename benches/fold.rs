@@ -11,19 +11,18 @@ use vworkspace_operator::fold::{self, State};
 mod workload;
 use workload::journal;
 
+/// Folds every record from an empty state; returns the commands sent.
+fn fold_all(records: &[vworkspace_operator::record::Record]) -> usize {
+    let mut state = State::default();
+    records.iter().map(|r| fold::step(&mut state, black_box(r)).len()).sum()
+}
+
 fn bench(c: &mut Criterion) {
     let records = journal(300);
     let mut g = c.benchmark_group("fold");
     g.throughput(Throughput::Elements(records.len() as u64));
     g.bench_function(format!("replay {} records of 300 Operations", records.len()), |b| {
-        b.iter(|| {
-            let mut state = State::default();
-            let mut commands = 0usize;
-            for r in &records {
-                commands += fold::step(&mut state, black_box(r)).len();
-            }
-            black_box(commands)
-        })
+        b.iter(|| black_box(fold_all(&records)))
     });
     g.finish();
     // One target's queue, 250 and 1,000 deep: the cost per Operation should not grow with depth.
@@ -32,14 +31,7 @@ fn bench(c: &mut Criterion) {
         let records = workload::one_target(n);
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function(format!("{n} Operations queued, {} records", records.len()), |b| {
-            b.iter(|| {
-                let mut state = State::default();
-                let mut commands = 0usize;
-                for r in &records {
-                    commands += fold::step(&mut state, black_box(r)).len();
-                }
-                black_box(commands)
-            })
+            b.iter(|| black_box(fold_all(&records)))
         });
     }
     g.finish();
