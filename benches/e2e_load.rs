@@ -359,8 +359,10 @@ async fn scale(
     let velero_ns = support::namespace("scale-velero").await;
     support::three_engines(client, &ns, &velero_ns).await;
     // More targets like `shop`, offering the same three engines.
-    for k in (0..targets).filter(|_| targets > 1) {
-        support::three_engine_target(client, &ns, &target_name(k, targets)).await;
+    if targets > 1 {
+        for k in 0..targets {
+            support::three_engine_target(client, &ns, &target_name(k, targets)).await;
+        }
     }
     let dir = tempfile::tempdir().unwrap();
     let jdir = dir.path().join("journal");

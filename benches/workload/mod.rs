@@ -13,6 +13,14 @@ fn template(name: &str, ty: &str, engine: &str, extra: Value) -> Value {
     t
 }
 
+/// A Ready ApplicationInstance in `bench` offering `engine` for the capability annotation `cap`.
+fn ready_target(name: &str, cap: &str, engine: &str) -> Value {
+    json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
+        "metadata": { "name": name, "namespace": "bench", "annotations": { cap: engine } },
+        "spec": { "chart": { "name": "c", "version": "1.0.0" } },
+        "status": { "conditions": [{ "type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z", "reason": "Ready", "message": "" }] } })
+}
+
 /// A journal of `n` Operations, each on its own target, run to completion.
 pub fn journal(n: usize) -> Vec<Record> {
     journal_from(n, 0)
@@ -55,10 +63,7 @@ pub fn journal_from(n: usize, first: usize) -> Vec<Record> {
             "RunCommand" => "ops.vworkspace.io/run-command",
             _ => "ops.vworkspace.io/runbook",
         };
-        h.apply(ResourceKind::ApplicationInstance, json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
-            "metadata": { "name": app, "namespace": "bench", "annotations": { cap: engine } },
-            "spec": { "chart": { "name": "c", "version": "1.0.0" } },
-            "status": { "conditions": [{ "type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z", "reason": "Ready", "message": "" }] } }));
+        h.apply(ResourceKind::ApplicationInstance, ready_target(&app, cap, engine));
         let name = format!("op-{i}");
         h.apply(ResourceKind::Operation, json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation",
             "metadata": { "name": name, "namespace": "bench" }, "spec": { "type": ty, "engine": engine, "target": { "name": app } } }));
@@ -83,10 +88,7 @@ pub fn one_target(n: usize) -> Vec<Record> {
             json!({ "job": { "image": "busybox" }, "preconditions": { "exclusive": true } }),
         ),
     );
-    h.apply(ResourceKind::ApplicationInstance, json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "ApplicationInstance",
-        "metadata": { "name": "shop", "namespace": "bench", "annotations": { "ops.vworkspace.io/run-command": "job" } },
-        "spec": { "chart": { "name": "c", "version": "1.0.0" } },
-        "status": { "conditions": [{ "type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z", "reason": "Ready", "message": "" }] } }));
+    h.apply(ResourceKind::ApplicationInstance, ready_target("shop", "ops.vworkspace.io/run-command", "job"));
     for i in 0..n {
         h.apply(ResourceKind::Operation, json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation",
             "metadata": { "name": format!("op-{i:05}"), "namespace": "bench" }, "spec": { "type": "RunCommand", "target": { "name": "shop" } } }));

@@ -76,15 +76,14 @@ fn appends(c: &mut Criterion) {
         let entries: Vec<NewEntry> = (0..batch as u64).map(|i| entry(i, job(i))).collect();
         let tmp = tempfile::tempdir().unwrap();
         let (j, _) = SledJournal::open(tmp.path()).unwrap();
-        let batch_len = batch;
         g.bench_with_input(BenchmarkId::new("sled", batch), &entries, |b, entries| {
             b.iter_batched(
                 || entries.clone(),
-                |batch| {
-                    let seqs = j.append(batch).unwrap();
+                |appended| {
+                    let seqs = j.append(appended).unwrap();
                     let durable = j.durable().unwrap();
                     // Keep the bench's disk use bounded, as the operator's own compaction does.
-                    if *seqs.end() % 20_000 < batch_len as u64 {
+                    if *seqs.end() % 20_000 < batch as u64 {
                         j.compact(*seqs.start()).unwrap();
                     }
                     black_box(durable)

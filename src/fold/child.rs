@@ -26,6 +26,14 @@ impl Child {
         }
     }
 
+    /// The object, taken (a tree moves out; text is parsed).
+    pub fn into_value(self) -> Value {
+        match self {
+            Child::Live(v) => v,
+            settled => settled.value().into_owned(),
+        }
+    }
+
     pub fn is_settled(&self) -> bool {
         matches!(self, Child::Settled(_))
     }

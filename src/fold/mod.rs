@@ -76,9 +76,7 @@ impl From<Restored> for State {
         let mut world = r.world;
         // Children are read back as text; those of running Operations become trees again.
         for op in r.ops.values().filter(|o| !o.is_terminal()) {
-            for s in &op.steps {
-                world.keep_child(s.kind, &s.namespace, &s.name, false);
-            }
+            keep_children(&mut world, op);
         }
         State {
             world,
@@ -205,11 +203,19 @@ fn synced(world: &World) -> bool {
     ResourceKind::ALL.iter().all(|k| world.is_synced(*k))
 }
 
-/// An Operation's children are kept as text once it has ended (`child::Child`).
-fn keep_children(state: &mut State, key: &OpKey) {
-    let Some(op) = state.ops.get(key) else { return };
+/// An Operation's children are kept as text once it has ended, as trees while it runs
+/// (`child::Child`).
+fn keep_children(world: &mut World, op: &OpState) {
     for s in &op.steps {
-        state.world.keep_child(s.kind, &s.namespace, &s.name, op.is_terminal());
+        world.keep_child(s.kind, &s.namespace, &s.name, op.is_terminal());
+    }
+}
+
+/// Puts an Operation where it now stands in its target's queue; the waiting Operations whose
+/// shown place that changes go into `next`.
+fn requeue(state: &mut State, key: &OpKey, next: &mut BTreeSet<OpKey>) {
+    if let Some(t) = state.queues.set(key, state.ops.get(key).and_then(Slot::of)) {
+        next.extend(state.queues.revisits(&t));
     }
 }
 
@@ -247,9 +253,7 @@ fn reconcile_touched(state: &mut State, touched: Touched, now: chrono::DateTime<
     // The index first sees what the record changed (a deletion, a cancel), before anyone reads it.
     let mut next = BTreeSet::new();
     for key in &todo {
-        if let Some(t) = state.queues.set(key, state.ops.get(key).and_then(Slot::of)) {
-            next.extend(state.queues.revisits(&t));
-        }
+        requeue(state, key, &mut next);
     }
     if !synced(&state.world) {
         return;
@@ -269,12 +273,10 @@ fn reconcile_touched(state: &mut State, touched: Touched, now: chrono::DateTime<
             let was_terminal = op.is_terminal();
             reconcile::reconcile(op, &env, out);
             if was_terminal != op.is_terminal() {
+                keep_children(&mut state.world, op);
                 reindex(state, &key);
-                keep_children(state, &key);
             }
-            if let Some(t) = state.queues.set(&key, state.ops.get(&key).and_then(Slot::of)) {
-                next.extend(state.queues.revisits(&t));
-            }
+            requeue(state, &key, &mut next);
         }
         todo = next;
     }

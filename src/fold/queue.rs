@@ -52,8 +52,8 @@ impl Slot {
 
 #[derive(Clone, Debug, Default, PartialEq)]
 struct TargetQueue {
-    /// Started holders → exclusive.
-    started: BTreeMap<Order, bool>,
+    /// Started holders, and the exclusive ones among them.
+    started: BTreeSet<Order>,
     started_exclusive: BTreeSet<Order>,
     /// Waiting holders → (exclusive, shown place).
     waiting: BTreeMap<Order, (bool, Option<u32>)>,
@@ -70,7 +70,7 @@ impl TargetQueue {
         if exclusive {
             Box::new(
                 self.started
-                    .keys()
+                    .iter()
                     .chain(self.waiting.range(..order.clone()).map(|(o, _)| o))
                     .filter(move |o| *o != order),
             )
@@ -166,7 +166,7 @@ impl Queues {
         if let Some(new) = slot {
             let q = self.targets.entry(new.target.clone()).or_default();
             if new.started {
-                q.started.insert(new.order.clone(), new.exclusive);
+                q.started.insert(new.order.clone());
                 if new.exclusive {
                     q.started_exclusive.insert(new.order.clone());
                 }
@@ -197,12 +197,12 @@ impl Queues {
 
     /// What `me` (on `target`, at `order`, with its template's exclusivity) sees ahead of it:
     /// every conflicting holder that started, and every conflicting waiter before it.
-    /// Conflicting: both exclusive, or either one when `me` is.
+    /// Conflicting: either of the two is exclusive.
     pub fn place(&self, target: &TargetKey, order: &Order, exclusive: bool) -> Place {
         let Some(q) = self.targets.get(target) else { return Place::default() };
         // Counted without walking the started holders: there may be thousands of non-exclusive ones.
         let (started, waiting_before) = if exclusive {
-            (q.started.len() - usize::from(q.started.contains_key(order)), q.waiting.range(..order.clone()).count())
+            (q.started.len() - usize::from(q.started.contains(order)), q.waiting.range(..order.clone()).count())
         } else {
             (
                 q.started_exclusive.len() - usize::from(q.started_exclusive.contains(order)),

@@ -194,7 +194,7 @@ impl World {
             }
             ResourceKind::ApplicationInstance => self.apps.remove(key).map(|a| a.raw),
             ResourceKind::Secret => self.secrets.remove(key).then_some(Value::Null),
-            ResourceKind::Child(c) => self.children.remove(&(c, key.clone())).map(|c| c.value().into_owned()),
+            ResourceKind::Child(c) => self.children.remove(&(c, key.clone())).map(Child::into_value),
             ResourceKind::Operation => None,
         }
     }
