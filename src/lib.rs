@@ -10,6 +10,7 @@ pub mod dispatch;
 pub mod effector;
 pub mod engine;
 pub mod events;
+pub mod failpoint;
 pub mod fold;
 #[doc(hidden)]
 pub mod harness;

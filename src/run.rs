@@ -375,6 +375,7 @@ async fn fold_loop(
                 let entries: Vec<_> = records.iter().map(journal_codec::to_entry).collect();
                 let (t, bytes) = (std::time::Instant::now(), j.appended_bytes());
                 let range = j.append(entries)?;
+                crate::failpoint::hit(crate::failpoint::MID_APPEND);
                 m.journal_append.observe(t.elapsed().as_secs_f64());
                 m.journal_bytes.inc_by(j.appended_bytes() - bytes);
                 let t = std::time::Instant::now();

@@ -161,7 +161,10 @@ impl Effector {
         let obj: DynamicObject = serde_json::from_value(manifest).map_err(|e| (R::Invalid, e.to_string()))?;
         let pp = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
         match api.create(&pp, &obj).await {
-            Ok(_) => Ok(OutcomeData::None),
+            Ok(_) => {
+                crate::failpoint::hit(crate::failpoint::AFTER_CREATE);
+                Ok(OutcomeData::None)
+            }
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 // Ours (an earlier attempt or process created it) or someone else's: never overwrite.
                 let existing = api.get(name).await.map_err(|e| classify(&e))?;

@@ -153,6 +153,7 @@ fn step_body(state: &mut State, seq: u64, at: DateTime<Utc>, body: Cow<'_, Recor
         Some(RecordBody::Restart) => {
             for op in state.ops.values_mut() {
                 op.forget_in_flight();
+                op.resend_events(&mut out);
             }
             touched.all = true;
         }

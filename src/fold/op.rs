@@ -43,6 +43,10 @@ pub struct OpState {
     pub timers: BTreeMap<TimerKind, DateTime<Utc>>,
     /// Commands sent and not yet answered, by ID.
     pub pending: BTreeMap<String, Pending>,
+    /// Events sent and not yet answered, by command ID. An Event marks an edge, which no
+    /// reconcile derives again, so a restart sends these once more under the same ID.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unsent_events: BTreeMap<String, crate::command::Action>,
     pub counter: u64,
     pub cancel_ignored_reported: bool,
     /// Who asked for it: the `ops.vworkspace.io/requested-by` annotation, else the first
@@ -81,6 +85,7 @@ impl OpState {
             last_status: None,
             timers: BTreeMap::new(),
             pending: BTreeMap::new(),
+            unsent_events: BTreeMap::new(),
             counter: 0,
             cancel_ignored_reported: false,
             requested_by: None,

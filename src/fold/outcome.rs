@@ -13,6 +13,9 @@ use crate::record::{Outcome, OutcomeData, OutcomeResult as R};
 pub(crate) fn apply(op: &mut OpState, o: &Outcome, now: DateTime<Utc>, out: &mut Vec<Command>) -> bool {
     // Unknown or repeated outcomes change nothing: the effect was already folded.
     let Some(pending) = op.pending.remove(&o.command_id) else { return false };
+    if pending == Pending::Event {
+        op.unsent_events.remove(&o.command_id);
+    }
     let ok = o.result.is_success();
     let inert = match pending {
         Pending::Event | Pending::RemoveFinalizer | Pending::DeleteOperation => true,

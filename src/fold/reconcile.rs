@@ -76,7 +76,22 @@ impl OpState {
             note: format!("{}={}: {}", t.ty.as_str(), t.status.as_str(), t.message),
             action: t.ty.as_str().to_string(),
         };
-        self.emit(action, Some(Pending::Event), out);
+        self.emit_event(action, out);
+    }
+
+    /// An Event, remembered until its outcome is journaled (see `unsent_events`).
+    pub(crate) fn emit_event(&mut self, action: Action, out: &mut Vec<Command>) {
+        let id = self.emit(action.clone(), Some(Pending::Event), out);
+        self.unsent_events.insert(id, action);
+    }
+
+    /// After a restart: the Events whose outcome never reached the journal, under their IDs
+    /// (the Event's name derives from it, so one that was created is not created twice).
+    pub(crate) fn resend_events(&mut self, out: &mut Vec<Command>) {
+        for (id, action) in &self.unsent_events {
+            self.pending.insert(id.clone(), Pending::Event);
+            out.push(Command { id: id.clone(), op: self.key.clone(), uid: self.uid.clone(), action: action.clone() });
+        }
     }
 
     fn arm(&mut self, timer: TimerKind, at: DateTime<Utc>, out: &mut Vec<Command>) {
@@ -704,14 +719,13 @@ fn after_terminal(op: &mut OpState, env: &Env<'_>, out: &mut Vec<Command>) {
     if op.spec.as_ref().is_some_and(|s| s.cancel) && !cancelled && !op.cancel_ignored_reported {
         op.cancel_ignored_reported = true;
         let note = format!("cancel ignored: the Operation already finished ({})", op.conditions.reason(C::Succeeded));
-        op.emit(
+        op.emit_event(
             Action::EmitEvent {
                 event_type: EventType::Warning,
                 reason: "CancelIgnored".into(),
                 note,
                 action: "Cancel".into(),
             },
-            Some(Pending::Event),
             out,
         );
     }

@@ -1,6 +1,7 @@
 //! SIMULATOR for the ApplicationInstance's rollout (Flux is not here): each generation becomes
 //! Ready=True (or, with scenario `fail`, Ready=False from the second generation on) one tick
-//! after it is observed. With `never-finish`, rollouts after the install are never observed.
+//! after it is observed. With `never-finish`, rollouts after the install are never observed;
+//! with `never-ready`, not even the install (a test marks it Ready by hand).
 
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ pub async fn run(client: kube::Client, tick: Duration) {
                 }
                 let annotations = app.metadata.annotations.clone().unwrap_or_default();
                 let scenario = annotations.get(SCENARIO_ANNOTATION).map(String::as_str);
-                if scenario == Some("never-finish") && generation > 1 {
+                if scenario == Some("never-finish") && generation > 1 || scenario == Some("never-ready") {
                     continue;
                 }
                 // `fail` fails a rollout: the first generation (the install) is Ready.

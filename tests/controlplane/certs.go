@@ -24,7 +24,8 @@ type pkiFiles struct {
 }
 
 // generateCerts creates a fresh CA, a serving certificate signed by it and a
-// service-account RSA key pair in dir/pki. Everything is regenerated on each start.
+// service-account RSA key pair in dir/pki. A restart on the same dir reuses
+// them, so clients (and tokens signed by the SA key) keep working.
 func generateCerts(dir string) (*pkiFiles, error) {
 	pki := filepath.Join(dir, "pki")
 	if err := os.MkdirAll(pki, 0o700); err != nil {
@@ -34,6 +35,9 @@ func generateCerts(dir string) (*pkiFiles, error) {
 		CACert: filepath.Join(pki, "ca.crt"), CAKey: filepath.Join(pki, "ca.key"),
 		ServingCert: filepath.Join(pki, "apiserver.crt"), ServingKey: filepath.Join(pki, "apiserver.key"),
 		SAKey: filepath.Join(pki, "sa.key"), SAPub: filepath.Join(pki, "sa.pub"),
+	}
+	if reused, err := reuseCerts(f); reused || err != nil {
+		return f, err
 	}
 	now := time.Now().Add(-time.Hour)
 
@@ -111,4 +115,19 @@ func mustEC(k *ecdsa.PrivateKey) []byte {
 		panic(err)
 	}
 	return der
+}
+
+// reuseCerts loads the CA of an earlier start when every file is present.
+func reuseCerts(f *pkiFiles) (bool, error) {
+	for _, p := range []string{f.CACert, f.CAKey, f.ServingCert, f.ServingKey, f.SAKey, f.SAPub} {
+		if _, err := os.Stat(p); err != nil {
+			return false, nil
+		}
+	}
+	ca, err := os.ReadFile(f.CACert)
+	if err != nil {
+		return false, err
+	}
+	f.CAPEM = ca
+	return true, nil
 }

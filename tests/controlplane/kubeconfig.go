@@ -18,6 +18,27 @@ type user struct {
 	Groups []string
 }
 
+// readUsers reads back the token file of an earlier start on the same dir.
+func readUsers(path string) ([]user, bool) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, false
+	}
+	var users []user
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		fields := strings.SplitN(line, ",", 4)
+		if len(fields) < 3 {
+			return nil, false
+		}
+		u := user{Token: fields[0], Name: fields[1]}
+		if len(fields) == 4 {
+			u.Groups = strings.Split(strings.Trim(fields[3], "\""), ",")
+		}
+		users = append(users, u)
+	}
+	return users, len(users) > 0
+}
+
 func newUsers() ([]user, error) {
 	users := []user{
 		{Name: "admin", Groups: []string{"system:masters"}},

@@ -89,9 +89,11 @@ func run() int {
 	if err != nil {
 		return fail(fmt.Errorf("certs: %w", err))
 	}
-	users, err := newUsers()
-	if err != nil {
-		return fail(err)
+	users, reused := readUsers(tokenFile)
+	if !reused {
+		if users, err = newUsers(); err != nil {
+			return fail(err)
+		}
 	}
 	if err := writeTokenFile(tokenFile, users); err != nil {
 		return fail(err)
