@@ -81,6 +81,14 @@ pub struct SledJournal {
     appended_bytes: AtomicU64,
 }
 
+/// The last durable seq, kept beside sled's files. sled reads a damaged log only up to the
+/// damage and drops the rest without a word; this file is how that loss is noticed.
+const DURABLE_MARK: &str = "durable-seq";
+
+fn read_mark(dir: &Path) -> Option<u64> {
+    std::fs::read_to_string(dir.join(DURABLE_MARK)).ok()?.trim().parse().ok()
+}
+
 fn key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
 }
@@ -93,7 +101,11 @@ fn seq_of(k: &[u8]) -> u64 {
 }
 
 pub(crate) fn store_err(e: sled::Error) -> Error {
-    Error::Store(e.to_string())
+    match e {
+        // sled found its own files damaged: handled as damage (set aside, relist), not a crash.
+        sled::Error::Corruption { .. } => Error::Damaged { seq: 0, why: format!("sled: {e}") },
+        e => Error::Store(e.to_string()),
+    }
 }
 
 /// A free sibling path `<dir>.damaged.<n>`.
@@ -199,6 +211,14 @@ impl SledJournal {
         let last_snap = snapshots.last().map_err(store_err)?.map(|(k, _)| seq_of(&k)).unwrap_or(0);
         // Seqs never repeat, even when compaction emptied the records tree.
         let last = last_record.max(floor.saturating_sub(1)).max(last_snap);
+        if let Some(mark) = read_mark(dir)
+            && mark > last
+        {
+            return Err(Error::Damaged {
+                seq: last + 1,
+                why: format!("records {}..={mark} were durable and are gone: the store now ends at seq {last}", last + 1),
+            });
+        }
         Ok(Self {
             dir: dir.to_path_buf(),
             db,
@@ -215,6 +235,11 @@ impl SledJournal {
     }
 
     /// Checks the records after the newest snapshot: damage only at the end is a torn tail.
+    fn write_mark(&self, seq: u64) -> Result<()> {
+        let mark = self.dir.join(DURABLE_MARK);
+        std::fs::write(&mark, format!("{seq}\n")).map_err(|e| Error::io(&mark, e))
+    }
+
     fn check_tail(&self, report: &mut OpenReport) -> Result<()> {
         let from = self.latest_snapshot()?.map(|(s, _)| s + 1).unwrap_or(0);
         let mut bad: Vec<(u64, String)> = Vec::new();
@@ -252,7 +277,9 @@ impl SledJournal {
             *self.writer.lock().map_err(|_| Error::Store("writer lock poisoned".into()))? = last;
             self.last.store(last, Ordering::SeqCst);
             self.durable_seq.store(last, Ordering::SeqCst);
-            self.durable()?;
+            self.db.flush().map_err(store_err)?;
+            // Reported as truncated: the mark follows, so the next open does not count them again.
+            self.write_mark(last)?;
         }
         Ok(())
     }
@@ -338,6 +365,13 @@ impl SledJournal {
         self.records.insert(key(seq), bytes).map_err(store_err)?;
         Ok(())
     }
+
+    /// Removes a record as a damaged store would lose it (tests of damage only).
+    pub fn remove_raw(&self, seq: u64) -> Result<()> {
+        self.records.remove(key(seq)).map_err(store_err)?;
+        self.db.flush().map_err(store_err)?;
+        Ok(())
+    }
 }
 
 fn quarantine(dir: &Path) -> Result<PathBuf> {
@@ -392,6 +426,9 @@ impl Journal for SledJournal {
         self.db.flush().map_err(store_err)?;
         self.sync_files()?;
         self.durable_seq.store(upto, Ordering::SeqCst);
+        // Written after the fsync, so it never claims more than the store holds; not synced
+        // itself: after a power loss an older mark only makes the check weaker.
+        self.write_mark(upto)?;
         Ok(upto)
     }
 

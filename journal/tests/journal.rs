@@ -121,6 +121,35 @@ fn damage_in_the_middle_is_quarantined_never_dropped_silently() {
     assert!(old_report.quarantined.is_some() || old.verify().first_error.is_some());
 }
 
+/// sled reads a damaged log up to the damage and drops the rest silently (the chaos suite's
+/// flipped byte): the durable mark beside its files makes that loss damage, not a shorter journal.
+#[test]
+fn durable_records_that_vanish_are_reported_and_quarantined() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("journal");
+    let j = open(&dir);
+    j.append((1..=20).map(entry).collect::<Vec<_>>()).unwrap();
+    j.durable().unwrap();
+    // The store loses its last eight durable records (as sled does past a damaged message).
+    for seq in 13..=20 {
+        j.remove_raw(seq).unwrap();
+    }
+    drop(j);
+    SledJournal::close(&dir);
+    let err = SledJournal::open_existing(&dir).err().expect("verify's open reports it");
+    assert!(matches!(&err, Error::Damaged { seq: 13, why } if why.contains("13..=20")), "{err}");
+    let (j, report) = SledJournal::open(&dir).unwrap();
+    let (seq, why, aside) = report.quarantined.expect("quarantined");
+    assert_eq!(seq, 13, "{why}");
+    assert!(aside.exists());
+    assert_eq!(j.last_seq(), 0);
+    j.append((1..=2).map(entry).collect::<Vec<_>>()).unwrap();
+    j.durable().unwrap();
+    drop(j);
+    SledJournal::close(&dir);
+    assert_eq!(SledJournal::open(&dir).unwrap().0.last_seq(), 2, "the fresh journal's own mark holds");
+}
+
 #[test]
 fn garbage_headers_and_newer_versions_are_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();

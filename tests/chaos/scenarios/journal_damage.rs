@@ -8,30 +8,55 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use vworkspace_journal::{Journal, SledJournal};
+
 use crate::{Rig, load, operator, row};
 
-/// The largest file under `dir`: sled's log.
-fn largest_file(dir: &Path) -> PathBuf {
-    let mut best = (0, PathBuf::new());
-    for e in walk(dir) {
-        let len = std::fs::metadata(&e).map(|m| m.len()).unwrap_or(0);
-        if len > best.0 {
-            best = (len, e);
+/// Where a record's stored bytes sit in sled's files: every (file, offset) of a window from
+/// its middle (sled may hold a record in more than one place).
+fn locate(journal: &Path, seq: u64) -> Vec<(PathBuf, u64)> {
+    let j = SledJournal::open_existing(journal).expect("open the killed operator's journal");
+    let raw = j.raw(seq).unwrap().expect("the record exists");
+    drop(j);
+    SledJournal::close(journal);
+    let w = 24.min(raw.len());
+    let window = &raw[raw.len() / 2 - w / 2..][..w];
+    let mut found = Vec::new();
+    for f in files(journal) {
+        let bytes = std::fs::read(&f).unwrap();
+        for (i, win) in bytes.windows(w).enumerate() {
+            if win == window {
+                found.push((f.clone(), (i + w / 2) as u64));
+            }
         }
     }
-    best.1
+    assert!(!found.is_empty(), "record {seq} not found in the files of {}", journal.display());
+    found
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
+fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let p = e.path();
-        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+        // Regular files only: the journal directory also holds the export socket.
+        match e.file_type() {
+            Ok(t) if t.is_dir() => out.extend(files(&p)),
+            Ok(t) if t.is_file() => out.push(p),
+            _ => {}
+        }
     }
     out
 }
 
-#[derive(Clone, Copy, Debug)]
+fn last_seq(journal: &Path) -> u64 {
+    let j = SledJournal::open_existing(journal).unwrap();
+    let last = j.last_seq();
+    drop(j);
+    SledJournal::close(journal);
+    last
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Damage {
     TornTail,
     FlippedByte,
@@ -41,23 +66,25 @@ enum Damage {
 fn inject(journal: &Path, d: Damage) -> String {
     match d {
         Damage::TornTail => {
-            let f = largest_file(journal);
+            // The newest copy of the last record, cut in its middle, and everything after it.
+            let last = last_seq(journal);
+            let (f, at) = locate(journal, last).into_iter().max_by_key(|(_, at)| *at).unwrap();
             let len = std::fs::metadata(&f).unwrap().len();
-            let cut = (len / 50).clamp(1, 4096);
-            std::fs::OpenOptions::new().write(true).open(&f).unwrap().set_len(len - cut).unwrap();
-            format!("{} cut by {cut} of {len} bytes", f.display())
+            std::fs::OpenOptions::new().write(true).open(&f).unwrap().set_len(at).unwrap();
+            format!("record {last} torn: {} cut at byte {at} of {len}", f.display())
         }
         Damage::FlippedByte => {
-            let f = largest_file(journal);
-            let len = std::fs::metadata(&f).unwrap().len();
-            let at = len / 2;
-            let mut file = std::fs::OpenOptions::new().read(true).write(true).open(&f).unwrap();
-            let mut b = [0u8; 1];
-            file.seek(SeekFrom::Start(at)).unwrap();
-            std::io::Read::read_exact(&mut file, &mut b).unwrap();
-            file.seek(SeekFrom::Start(at)).unwrap();
-            file.write_all(&[b[0] ^ 0xff]).unwrap();
-            format!("{} byte {at} of {len} flipped", f.display())
+            let seq = last_seq(journal) / 2;
+            let places = locate(journal, seq);
+            for (f, at) in &places {
+                let mut file = std::fs::OpenOptions::new().read(true).write(true).open(f).unwrap();
+                let mut b = [0u8; 1];
+                file.seek(SeekFrom::Start(*at)).unwrap();
+                std::io::Read::read_exact(&mut file, &mut b).unwrap();
+                file.seek(SeekFrom::Start(*at)).unwrap();
+                file.write_all(&[b[0] ^ 0xff]).unwrap();
+            }
+            format!("record {seq}: one byte flipped in each of its {} stored copies", places.len())
         }
         Damage::DeletedDir => {
             std::fs::remove_dir_all(journal).unwrap();
@@ -78,11 +105,23 @@ async fn damaged_journal_is_reported_set_aside_and_converges() {
         planned.extend(load::submit(&rig.cluster.client, &rig.ns, &format!("d{i}"), 7).await);
         tokio::time::sleep(Duration::from_secs(3)).await;
         op.kill();
+        let (_, intact) = operator::verify(&journal);
         let what = inject(&journal, d);
         let (code, out) = operator::verify(&journal);
-        notes.push(format!("{d:?}: {what}; verify before restart: exit {code}: {}", out.trim()));
+        notes.push(format!("{d:?}: {what}; verify before: {}; after: exit {code}: {}", intact.trim(), out.trim()));
+        // `journal verify` reports exactly the damage injected.
+        let expected = match d {
+            Damage::TornTail | Damage::FlippedByte => "damaged",
+            Damage::DeletedDir => "does not exist",
+        };
+        assert!(code != 0 && out.contains(expected), "{d:?}: {what}: verify said (exit {code}) {out}");
+        let quarantined = std::fs::read_to_string(&op.log).unwrap_or_default().matches("quarantined").count();
         op.start();
         assert!(op.ready(Duration::from_secs(90)).await, "{d:?}: not ready after {what}:\n{}", op.log_tail(30));
+        let now = std::fs::read_to_string(&op.log).unwrap_or_default().matches("quarantined").count();
+        if d != Damage::DeletedDir {
+            assert_eq!(now, quarantined + 1, "{d:?}: the damage was not reported and set aside:\n{}", op.log_tail(30));
+        }
     }
     planned.extend(load::submit(&rig.cluster.client, &rig.ns, "after", 7).await);
     let report = rig.settle(&planned, Duration::from_secs(180)).await;
