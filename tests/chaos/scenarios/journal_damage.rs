@@ -183,7 +183,10 @@ async fn full_disk_is_reported_and_survived() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     let alive_while_full = op.exited().is_none();
     let log = op.log_tail(200);
-    let reported = log.contains("No space left on device") || log.contains("os error 28");
+    eprintln!("  full disk, the operator's last words:\n{}", op.log_tail(3));
+    let said = log.lines().find(|l| l.contains("No space left on device") || l.contains("os error 28")).unwrap_or_default().to_string();
+    let reported = !said.is_empty();
+    eprintln!("  full disk, the operator said: {said}");
     std::fs::remove_file(&filler).unwrap();
     if !alive_while_full {
         // It stopped with a clear error: its supervisor (the StatefulSet) starts it again.
