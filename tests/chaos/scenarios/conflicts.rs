@@ -96,7 +96,9 @@ async fn foreign_writers_and_hand_edits() {
         faults += 1;
         // (c) ...then deleted by hand while active: the Operation fails with ChildLost.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        jobs_api.delete(&job_name, &Default::default()).await.unwrap();
+        // As `kubectl delete job` does. (The API's default for Jobs orphans, through a finalizer
+        // that only kube-controller-manager's garbage collector removes, and it does not run here.)
+        jobs_api.delete(&job_name, &kube::api::DeleteParams::background()).await.unwrap();
         faults += 1;
         planned.push(Planned { name: edited, expect: "Failed" });
 
