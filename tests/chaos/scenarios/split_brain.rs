@@ -38,6 +38,7 @@ async fn split_brain_old_leader_never_writes() {
     let mut planned = Vec::new();
     let mut late_writes = Vec::new();
     let mut takeovers = Vec::new();
+    let mut leader_writes = Vec::new();
     for round in 0..rounds {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut leader = holder(&rig.cluster.client, &rig.ns).await;
@@ -49,6 +50,9 @@ async fn split_brain_old_leader_never_writes() {
         let l = names.iter().position(|n| *n == leader).unwrap();
         planned.extend(load::submit(&rig.cluster.client, &rig.ns, &format!("s{round}"), 14).await);
         tokio::time::sleep(Duration::from_secs(2)).await;
+        // Proof the proxy sees this operator's writes: it wrote while it led.
+        let lease = |w: &crate::proxy::Write| w.path.starts_with("/apis/coordination.k8s.io/");
+        leader_writes.push(proxies[l].writes().iter().filter(|w| !lease(w)).count());
         ops[l].signal("STOP");
         let stopped = Instant::now();
         let deadline = stopped + Duration::from_secs(60);
@@ -63,7 +67,7 @@ async fn split_brain_old_leader_never_writes() {
         ops[l].signal("CONT");
         tokio::time::sleep(Duration::from_secs(10)).await;
         for w in proxies[l].writes() {
-            if w.at > woke && !w.path.starts_with("/apis/coordination.k8s.io/") {
+            if w.at > woke && !lease(&w) {
                 late_writes.push(format!("{} after waking: {} {}", names[l], w.method, w.path));
             }
         }
@@ -78,9 +82,14 @@ async fn split_brain_old_leader_never_writes() {
         rounds,
         rounds,
         &report,
-        &format!("takeover_s={:?} late_writes={} journal_verify={verified:?}", takeovers.iter().map(|d| d.as_secs()).collect::<Vec<_>>(), late_writes.len()),
+        &format!(
+            "takeover_s={:?} leader_writes_before_stop={leader_writes:?} late_writes={} journal_verify={verified:?}",
+            takeovers.iter().map(|d| d.as_secs()).collect::<Vec<_>>(),
+            late_writes.len()
+        ),
     );
     report.assert_clean(&format!("{}\n---\n{}", ops[0].log_tail(30), ops[1].log_tail(30)));
     assert!(late_writes.is_empty(), "the old leader wrote after waking: {late_writes:#?}");
+    assert!(leader_writes.iter().all(|n| *n > 0), "a leader's writes were not seen: {leader_writes:?}");
     assert_eq!(verified, [0, 0]);
 }
