@@ -216,7 +216,10 @@ impl SledJournal {
         {
             return Err(Error::Damaged {
                 seq: last + 1,
-                why: format!("records {}..={mark} were durable and are gone: the store now ends at seq {last}", last + 1),
+                why: format!(
+                    "records {}..={mark} were durable and are gone: the store now ends at seq {last}",
+                    last + 1
+                ),
             });
         }
         Ok(Self {

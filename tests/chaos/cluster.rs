@@ -21,9 +21,10 @@ pub struct Cluster {
 impl Cluster {
     /// Starts a control plane with extra controlplane flags (`--` then kube-apiserver flags).
     pub async fn start(extra: &[&str]) -> Cluster {
-        let binary = tokio::task::spawn_blocking(|| controlplane::build(&support::repo()).expect("build the control plane"))
-            .await
-            .unwrap();
+        let binary =
+            tokio::task::spawn_blocking(|| controlplane::build(&support::repo()).expect("build the control plane"))
+                .await
+                .unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let dir = tempfile::Builder::new().prefix("vw-chaos-cp-").tempdir().unwrap();
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
@@ -82,7 +83,9 @@ impl Cluster {
     /// resumes from an older resourceVersion gets `410 Gone`.
     pub async fn compact(&self) -> i64 {
         let url = self.etcd_url();
-                let range = gateway::post(&format!("{url}/v3/kv/range"), r#"{"key":"AA==","range_end":"AA==","count_only":true}"#).await;
+        let range =
+            gateway::post(&format!("{url}/v3/kv/range"), r#"{"key":"AA==","range_end":"AA==","count_only":true}"#)
+                .await;
         let v: serde_json::Value = serde_json::from_str(&range).unwrap();
         let rev: i64 = v["header"]["revision"].as_str().unwrap().parse().unwrap();
         gateway::post(&format!("{url}/v3/kv/compaction"), &format!(r#"{{"revision":"{rev}","physical":true}}"#)).await;

@@ -41,15 +41,14 @@ impl TerminalWatch {
                     }
                 };
                 for o in objs {
-                    let phase = o.status.as_ref().and_then(|s| s.phase).map(|p| p.as_str().to_string()).unwrap_or_default();
+                    let phase =
+                        o.status.as_ref().and_then(|s| s.phase).map(|p| p.as_str().to_string()).unwrap_or_default();
                     let name = o.metadata.name.clone().unwrap_or_default();
                     let mut seen = s.lock().unwrap();
                     let list = seen.entry(name).or_default();
                     // Once terminal, any later phase is recorded: it must equal the first.
-                    if TERMINAL.contains(&phase.as_str()) || !list.is_empty() {
-                        if list.last() != Some(&phase) {
-                            list.push(phase);
-                        }
+                    if (TERMINAL.contains(&phase.as_str()) || !list.is_empty()) && list.last() != Some(&phase) {
+                        list.push(phase);
                     }
                 }
             }
@@ -185,7 +184,10 @@ async fn children_per_step(client: &kube::Client) -> BTreeMap<(String, String), 
         let Ok(list) = api.list(&ListParams::default().labels(LABEL_OPERATION_UID)).await else { continue };
         for o in list.items {
             let labels = o.metadata.labels.unwrap_or_default();
-            let key = (labels.get(LABEL_OPERATION_UID).cloned().unwrap_or_default(), labels.get(LABEL_STEP).cloned().unwrap_or_default());
+            let key = (
+                labels.get(LABEL_OPERATION_UID).cloned().unwrap_or_default(),
+                labels.get(LABEL_STEP).cloned().unwrap_or_default(),
+            );
             *out.entry(key).or_default() += 1;
         }
     }

@@ -15,7 +15,6 @@ mod operator;
 mod proxy;
 mod scenarios;
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use cluster::Cluster;
@@ -25,7 +24,7 @@ use proxy::Proxy;
 use support::receiver::Receiver;
 use vworkspace_operator::sim;
 
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 pub fn long() -> bool {
     std::env::var("VW_CHAOS").is_ok_and(|v| v == "long")

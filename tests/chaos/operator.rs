@@ -129,6 +129,13 @@ async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
 
 /// `journal verify` on a journal directory: its exit code and what it printed.
 pub fn verify(journal: &Path) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vworkspace-operator")).args(["journal", "verify"]).arg(journal).output().unwrap();
-    (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    let out = Command::new(env!("CARGO_BIN_EXE_vworkspace-operator"))
+        .args(["journal", "verify"])
+        .arg(journal)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
 }

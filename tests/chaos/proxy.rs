@@ -240,7 +240,9 @@ where
         }
         let length = text
             .lines()
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<u64>().unwrap_or(0)))
+            .find_map(|l| {
+                l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<u64>().unwrap_or(0))
+            })
             .unwrap_or(0);
         if up.write_all(&head).await.is_err() {
             return;

@@ -1,4 +1,4 @@
-//! 2. Restart kube-apiserver and its etcd mid-load; then make the API server unreachable for
+//! Scenario 2: Restart kube-apiserver and its etcd mid-load; then make the API server unreachable for
 //! 60 s. The operator must not spin (requests are counted at the proxy) and must relist cleanly.
 
 use std::sync::atomic::Ordering;
@@ -8,7 +8,7 @@ use crate::{Rig, Rng, iterations, load, operator, row};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_server_restarts_and_outage() {
-    let _turn = super::turn();
+    let _turn = super::turn().await;
     let mut rig = Rig::new("apisrv", &[]).await;
     let journal = rig.dir.path().join("journal");
     let mut op = rig.operator(&rig.proxy, "operator", &journal, &["--no-leader-elect"]);
@@ -43,7 +43,9 @@ async fn api_server_restarts_and_outage() {
         restarts + 1,
         restarts + 1,
         &report,
-        &format!("outage_s=60 attempts_during_outage={attempts} attempts_per_s={rate:.2} requests_after={relisted} journal_verify={code}"),
+        &format!(
+            "outage_s=60 attempts_during_outage={attempts} attempts_per_s={rate:.2} requests_after={relisted} journal_verify={code}"
+        ),
     );
     assert!(alive, "the operator exited during the outage:\n{}", op.log_tail(30));
     report.assert_clean(&op.log_tail(40));

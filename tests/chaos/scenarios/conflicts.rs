@@ -1,4 +1,4 @@
-//! 4. Conflicts and foreign writes: another writer on Operation status, children edited and
+//! Scenario 4: Conflicts and foreign writes: another writer on Operation status, children edited and
 //! deleted by hand, and a child's name taken by an object this Operation does not own.
 
 use std::time::{Duration, Instant};
@@ -20,7 +20,10 @@ async fn uid(api: &Api<Operation>, name: &str) -> String {
 /// Jobs of an Operation, by its UID label.
 async fn jobs(client: &kube::Client, ns: &str, uid: &str) -> Vec<DynamicObject> {
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &api_resource(ChildKind::Job));
-    api.list(&kube::api::ListParams::default().labels(&format!("ops.vworkspace.io/operation-uid={uid}"))).await.unwrap().items
+    api.list(&kube::api::ListParams::default().labels(&format!("ops.vworkspace.io/operation-uid={uid}")))
+        .await
+        .unwrap()
+        .items
 }
 
 async fn wait_for_job(client: &kube::Client, ns: &str, uid: &str) -> DynamicObject {
@@ -44,7 +47,7 @@ async fn lingering(client: &kube::Client, ns: &str, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_writers_and_hand_edits() {
-    let _turn = super::turn();
+    let _turn = super::turn().await;
     let rig = Rig::new("foreign", &[]).await;
     let client = rig.cluster.client.clone();
     let ns = rig.ns.clone();
@@ -90,7 +93,13 @@ async fn foreign_writers_and_hand_edits() {
         let jobs_api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &api_resource(ChildKind::Job));
         let job_name = job.metadata.name.clone().unwrap();
         jobs_api
-            .patch(&job_name, &PatchParams::default(), &Patch::Merge(json!({ "metadata": { "labels": { "edited-by": "hand" }, "annotations": { "note": "x" } } })))
+            .patch(
+                &job_name,
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({ "metadata": { "labels": { "edited-by": "hand" }, "annotations": { "note": "x" } } }),
+                ),
+            )
             .await
             .unwrap();
         faults += 1;
@@ -129,22 +138,36 @@ async fn foreign_writers_and_hand_edits() {
     // The squatters are untouched: never overwritten, never deleted.
     let jobs_api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &api_resource(ChildKind::Job));
     let squatters = jobs_api.list(&kube::api::ListParams::default().labels("owner=someone-else")).await.unwrap().items;
-    let reasons: Vec<String> = futures::future::join_all((0..rounds).flat_map(|i| [format!("edited{i}"), format!("taken{i}")]).map(|n| {
-        let ops = ops.clone();
-        async move {
-            let o = ops.get(&n).await.unwrap();
-            let r = o.status.and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Succeeded")).map(|c| c.reason).unwrap_or_default();
-            format!("{n}={r}")
-        }
-    }))
-    .await;
+    let reasons: Vec<String> =
+        futures::future::join_all((0..rounds).flat_map(|i| [format!("edited{i}"), format!("taken{i}")]).map(|n| {
+            let ops = ops.clone();
+            async move {
+                let o = ops.get(&n).await.unwrap();
+                let r = o
+                    .status
+                    .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Succeeded"))
+                    .map(|c| c.reason)
+                    .unwrap_or_default();
+                format!("{n}={r}")
+            }
+        }))
+        .await;
     op.kill();
     let (code, out) = operator::verify(&journal);
-    row("conflicts", rounds, faults, &report, &format!("foreign_status_writes={foreign_writes} reasons={reasons:?} journal_verify={code}"));
+    row(
+        "conflicts",
+        rounds,
+        faults,
+        &report,
+        &format!("foreign_status_writes={foreign_writes} reasons={reasons:?} journal_verify={code}"),
+    );
     report.assert_clean(&op.log_tail(40));
     assert_eq!(squatters.len(), rounds, "a squatter was deleted");
     for s in &squatters {
-        assert!(!s.metadata.labels.as_ref().unwrap().contains_key("ops.vworkspace.io/operation-uid"), "a squatter was overwritten");
+        assert!(
+            !s.metadata.labels.as_ref().unwrap().contains_key("ops.vworkspace.io/operation-uid"),
+            "a squatter was overwritten"
+        );
     }
     for r in &reasons {
         assert!(r.ends_with("=ChildLost") || r.ends_with("=Rejected"), "{reasons:?}");

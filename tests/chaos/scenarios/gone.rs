@@ -1,4 +1,4 @@
-//! 3. 410 Gone: watches are cut and held off while the load moves on, etcd is compacted past
+//! Scenario 3: 410 Gone: watches are cut and held off while the load moves on, etcd is compacted past
 //! every resourceVersion the operator holds, then watches may resume. The server answers 410
 //! (counted at the proxy); the operator relists and misses nothing.
 
@@ -9,7 +9,7 @@ use crate::{Rig, iterations, load, operator, row};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gone_after_compaction_relists() {
-    let _turn = super::turn();
+    let _turn = super::turn().await;
     // No watch cache: watches are served by etcd, so compaction alone makes old versions gone.
     let rig = Rig::new("gone", &["--", "--watch-cache=false"]).await;
     let journal = rig.dir.path().join("journal");

@@ -1,4 +1,4 @@
-//! 7. Journal damage, each injected into a real journal between two runs of the operator (and
+//! Scenario 7: Journal damage, each injected into a real journal between two runs of the operator (and
 //! the full disk while it runs): a torn tail, a flipped byte in the middle, a deleted journal
 //! directory, and a full disk (a small tmpfs). Each is reported, the damaged files are set
 //! aside, and the operator relists and converges.
@@ -95,7 +95,7 @@ fn inject(journal: &Path, d: Damage) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_journal_is_reported_set_aside_and_converges() {
-    let _turn = super::turn();
+    let _turn = super::turn().await;
     let rig = Rig::new("damage", &[]).await;
     let journal = rig.dir.path().join("journal");
     let mut op = rig.operator(&rig.proxy, "operator", &journal, &["--no-leader-elect"]);
@@ -143,8 +143,16 @@ struct SmallDisk(PathBuf);
 impl SmallDisk {
     fn mount(at: &Path, mb: u64) -> SmallDisk {
         std::fs::create_dir_all(at).unwrap();
-        let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"]).arg(at).output().unwrap();
-        assert!(out.status.success(), "mount a {mb} MB tmpfs (the full-disk scenario needs root): {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
+            .arg(at)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mount a {mb} MB tmpfs (the full-disk scenario needs root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         SmallDisk(at.to_path_buf())
     }
 }
@@ -170,7 +178,7 @@ fn fill(dir: &Path) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_disk_is_reported_and_survived() {
-    let _turn = super::turn();
+    let _turn = super::turn().await;
     let rig = Rig::new("fulldisk", &[]).await;
     let disk = SmallDisk::mount(&rig.dir.path().join("disk"), 64);
     let journal = disk.0.join("journal");
@@ -184,7 +192,11 @@ async fn full_disk_is_reported_and_survived() {
     let alive_while_full = op.exited().is_none();
     let log = op.log_tail(200);
     eprintln!("  full disk, the operator's last words:\n{}", op.log_tail(3));
-    let said = log.lines().find(|l| l.contains("No space left on device") || l.contains("os error 28")).unwrap_or_default().to_string();
+    let said = log
+        .lines()
+        .find(|l| l.contains("No space left on device") || l.contains("os error 28"))
+        .unwrap_or_default()
+        .to_string();
     let reported = !said.is_empty();
     eprintln!("  full disk, the operator said: {said}");
     std::fs::remove_file(&filler).unwrap();
@@ -197,7 +209,13 @@ async fn full_disk_is_reported_and_survived() {
     let report = rig.settle(&planned, Duration::from_secs(180)).await;
     op.kill();
     let (code, out) = operator::verify(&journal);
-    row("full-disk", 1, 1, &report, &format!("alive_while_full={alive_while_full} reported={reported} journal_verify={code}"));
+    row(
+        "full-disk",
+        1,
+        1,
+        &report,
+        &format!("alive_while_full={alive_while_full} reported={reported} journal_verify={code}"),
+    );
     report.assert_clean(&op.log_tail(40));
     assert!(reported, "the full disk was never reported:\n{log}");
     assert_eq!(code, 0, "{out}");

@@ -1,4 +1,4 @@
-//! 1. SIGKILL the operator at random moments under load, and at the two moments a random kill
+//! Scenario 1: SIGKILL the operator at random moments under load, and at the two moments a random kill
 //! rarely hits: between a batch's append and its fsync, and between a child's creation and the
 //! journaling of its outcome (failpoints).
 
@@ -10,7 +10,7 @@ use crate::{Rig, Rng, iterations, load, operator, row};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments() {
-    let _turn = super::turn();
+    let _turn = super::turn().await;
     let rig = Rig::new("kill", &[]).await;
     let journal = rig.dir.path().join("journal");
     let mut op = rig.operator(&rig.proxy, "operator", &journal, &["--no-leader-elect"]);

@@ -8,9 +8,8 @@ mod kill;
 mod split_brain;
 mod stale;
 
-use std::sync::MutexGuard;
-
-/// Scenarios take turns; a failed one must not poison the others.
-fn turn() -> MutexGuard<'static, ()> {
-    crate::ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+/// Scenarios take turns (an async lock: it is held across the whole scenario, and never poisoned
+/// by a failed one).
+async fn turn() -> tokio::sync::MutexGuard<'static, ()> {
+    crate::ONE_AT_A_TIME.lock().await
 }

@@ -1,4 +1,4 @@
-//! 6. Split brain: SIGSTOP the leader past its lease, let the standby take over, then SIGCONT
+//! Scenario 6: Split brain: SIGSTOP the leader past its lease, let the standby take over, then SIGCONT
 //! the old leader. Each operator talks through a proxy of its own, so every write is attributed:
 //! after it wakes, the old leader may only touch its Lease.
 
@@ -23,7 +23,7 @@ async fn holder(client: &kube::Client, ns: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_brain_old_leader_never_writes() {
-    let _turn = super::turn();
+    let _turn = super::turn().await;
     let rig = Rig::new("split", &[]).await;
     let second = Proxy::start(rig.cluster.upstream(), &rig.cluster.pki()).await;
     let proxies = [&rig.proxy, &second];
@@ -31,7 +31,13 @@ async fn split_brain_old_leader_never_writes() {
     let journals = [rig.dir.path().join("journal-a"), rig.dir.path().join("journal-b")];
     let mut ops: Vec<_> = (0..2)
         .map(|i| {
-            rig.operator_with(proxies[i], names[i], &journals[i], &[], &[("POD_NAME", names[i]), ("POD_NAMESPACE", &rig.ns)])
+            rig.operator_with(
+                proxies[i],
+                names[i],
+                &journals[i],
+                &[],
+                &[("POD_NAME", names[i]), ("POD_NAMESPACE", &rig.ns)],
+            )
         })
         .collect();
     let rounds = iterations(1, 3);

@@ -1,4 +1,4 @@
-//! 5. Stale reads: the operator's watch events arrive seconds late (the proxy holds them back)
+//! Scenario 5: Stale reads: the operator's watch events arrive seconds late (the proxy holds them back)
 //! while its own creates succeed at once, and it is restarted while they lag: it must never
 //! create a second child for a step it has not yet seen created.
 
@@ -8,7 +8,7 @@ use crate::{Rig, iterations, load, operator, row};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_watches_make_no_duplicates() {
-    let _turn = super::turn();
+    let _turn = super::turn().await;
     let rig = Rig::new("stale", &[]).await;
     let journal = rig.dir.path().join("journal");
     let mut op = rig.operator(&rig.proxy, "operator", &journal, &["--no-leader-elect"]);
