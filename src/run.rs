@@ -212,7 +212,8 @@ pub async fn run_until(
         }
         None => (tokio::sync::watch::channel(Some(crate::leader::Term::sole())).1, None),
     };
-    let effector = Arc::new(Effector::new(client.clone()).with_lease(opts.leader.as_ref().map(|l| l.name.clone())));
+    let fenced = crate::effector::fence::client(client.clone(), leadership.clone());
+    let effector = Arc::new(Effector::new(fenced).with_lease(opts.leader.as_ref().map(|l| l.name.clone())));
     tokio::spawn(dispatch::run(effector, cmd_rx, tx.clone(), leadership.clone(), opts.limits.clone()));
     // Before any watch record: the fold waits for this process's relists before acting.
     let _ = tx.send(RecordBody::Started(crate::record::Started { shard: opts.shard }));

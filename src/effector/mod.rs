@@ -4,6 +4,7 @@
 //! a child or a target carries the lease epoch annotation (the fencing token).
 
 mod event;
+pub mod fence;
 mod fill;
 pub mod helm;
 
