@@ -79,6 +79,13 @@ impl Rig {
         Rig { cluster, proxy, receiver, ns, watch, dir, sims, apps }
     }
 
+    /// A rig and one operator (no leader election) journaling into `<dir>/journal`.
+    pub async fn single(prefix: &str, cp_extra: &[&str]) -> (Rig, Operator) {
+        let rig = Rig::new(prefix, cp_extra).await;
+        let op = rig.operator(&rig.proxy, "operator", &rig.dir.path().join("journal"), &["--no-leader-elect"]);
+        (rig, op)
+    }
+
     /// An operator process whose API traffic goes through `proxy`, journaling into `journal`.
     pub fn operator(&self, proxy: &Proxy, name: &str, journal: &std::path::Path, args: &[&str]) -> Operator {
         self.operator_with(proxy, name, journal, args, &[])

@@ -9,9 +9,8 @@ use crate::{Rig, Rng, iterations, load, operator, row};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_server_restarts_and_outage() {
     let _turn = super::turn().await;
-    let mut rig = Rig::new("apisrv", &[]).await;
-    let journal = rig.dir.path().join("journal");
-    let mut op = rig.operator(&rig.proxy, "operator", &journal, &["--no-leader-elect"]);
+    let (mut rig, mut op) = Rig::single("apisrv", &[]).await;
+    let journal = op.journal.clone();
     let mut rng = Rng::new("apiserver");
     let restarts = iterations(2, 6);
     let mut planned = Vec::new();

@@ -48,11 +48,8 @@ async fn lingering(client: &kube::Client, ns: &str, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_writers_and_hand_edits() {
     let _turn = super::turn().await;
-    let rig = Rig::new("foreign", &[]).await;
-    let client = rig.cluster.client.clone();
-    let ns = rig.ns.clone();
-    let journal = rig.dir.path().join("journal");
-    let mut op = rig.operator(&rig.proxy, "operator", &journal, &["--no-leader-elect"]);
+    let (rig, mut op) = Rig::single("foreign", &[]).await;
+    let (client, ns, journal) = (rig.cluster.client.clone(), rig.ns.clone(), op.journal.clone());
     assert!(op.ready(Duration::from_secs(60)).await, "{}", op.log_tail(30));
     let ops: Api<Operation> = Api::namespaced(client.clone(), &ns);
     let rounds = iterations(1, 5);

@@ -11,9 +11,8 @@ use crate::{Rig, iterations, load, operator, row};
 async fn gone_after_compaction_relists() {
     let _turn = super::turn().await;
     // No watch cache: watches are served by etcd, so compaction alone makes old versions gone.
-    let rig = Rig::new("gone", &["--", "--watch-cache=false"]).await;
-    let journal = rig.dir.path().join("journal");
-    let mut op = rig.operator(&rig.proxy, "operator", &journal, &["--no-leader-elect"]);
+    let (rig, mut op) = Rig::single("gone", &["--", "--watch-cache=false"]).await;
+    let journal = op.journal.clone();
     assert!(op.ready(Duration::from_secs(60)).await, "{}", op.log_tail(30));
     let rounds = iterations(2, 10);
     let mut planned = Vec::new();

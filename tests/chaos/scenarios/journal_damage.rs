@@ -96,9 +96,8 @@ fn inject(journal: &Path, d: Damage) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_journal_is_reported_set_aside_and_converges() {
     let _turn = super::turn().await;
-    let rig = Rig::new("damage", &[]).await;
-    let journal = rig.dir.path().join("journal");
-    let mut op = rig.operator(&rig.proxy, "operator", &journal, &["--no-leader-elect"]);
+    let (rig, mut op) = Rig::single("damage", &[]).await;
+    let journal = op.journal.clone();
     let mut planned = Vec::new();
     let mut notes = Vec::new();
     for (i, d) in [Damage::TornTail, Damage::FlippedByte, Damage::DeletedDir].into_iter().enumerate() {

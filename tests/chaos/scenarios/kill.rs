@@ -11,9 +11,8 @@ use crate::{Rig, Rng, iterations, load, operator, row};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments() {
     let _turn = super::turn().await;
-    let rig = Rig::new("kill", &[]).await;
-    let journal = rig.dir.path().join("journal");
-    let mut op = rig.operator(&rig.proxy, "operator", &journal, &["--no-leader-elect"]);
+    let (rig, mut op) = Rig::single("kill", &[]).await;
+    let journal = op.journal.clone();
     let mut rng = Rng::new("sigkill");
     let kills = iterations(5, 30);
     let mut planned = Vec::new();

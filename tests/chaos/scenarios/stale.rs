@@ -9,9 +9,8 @@ use crate::{Rig, iterations, load, operator, row};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_watches_make_no_duplicates() {
     let _turn = super::turn().await;
-    let rig = Rig::new("stale", &[]).await;
-    let journal = rig.dir.path().join("journal");
-    let mut op = rig.operator(&rig.proxy, "operator", &journal, &["--no-leader-elect"]);
+    let (rig, mut op) = Rig::single("stale", &[]).await;
+    let journal = op.journal.clone();
     assert!(op.ready(Duration::from_secs(60)).await, "{}", op.log_tail(30));
     let delay = Duration::from_millis(2500);
     rig.proxy.delay_watches(delay);
