@@ -13,6 +13,8 @@ pub mod events;
 pub mod failpoint;
 pub mod fold;
 #[doc(hidden)]
+pub mod fuzz;
+#[doc(hidden)]
 pub mod harness;
 pub mod http;
 pub mod ingest;

@@ -298,17 +298,7 @@ fn volsync_uses_manual_trigger_token() {
 }
 
 fn hook(name: &str, weight: i64) -> vworkspace_operator::command::HelmHook {
-    vworkspace_operator::command::HelmHook {
-        name: name.into(),
-        kind: "Job".into(),
-        weight,
-        events: vec!["pre-upgrade".into()],
-        manifest: json!({
-            "apiVersion": "batch/v1", "kind": "Job", "metadata": { "name": name, "annotations": { "helm.sh/hook": "pre-upgrade" } },
-            "spec": { "template": { "spec": { "serviceAccountName": "chart-sa", "containers": [{ "name": "m", "image": "migrate:1" }] } } },
-        }),
-        release_secret: String::new(),
-    }
+    vworkspace_operator::fuzz::objects::hook(name, weight)
 }
 
 #[test]

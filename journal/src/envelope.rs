@@ -198,9 +198,25 @@ pub fn with_header<R>(
 pub fn decode(seq_hint: u64, bytes: &[u8]) -> Result<Entry> {
     let header = decode_header(seq_hint, bytes)?;
     let (_, body) = split(seq_hint, bytes)?;
-    let json = lz4_flex::decompress_size_prepended(body)
+    let json = decompress(body)
         .map_err(|e| Error::Damaged { seq: header.seq, why: format!("body does not decompress: {e}") })?;
     Ok(Entry { header, body: json })
+}
+
+/// lz4 expands at most 255-fold: one byte of a match length adds at most 255 bytes.
+const LZ4_MAX_RATIO: usize = 255;
+
+/// Undoes `lz4_flex::compress_prepend_size`. The decoder allocates the size prefix up front, so a
+/// prefix more than the bytes can expand to is refused first: a damaged or forged record
+/// claiming 4 GiB must not make the reader allocate 4 GiB (found by fuzzing, tests/fuzz/).
+pub fn decompress(bytes: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    if let [a, b, c, d, rest @ ..] = bytes {
+        let size = u32::from_le_bytes([*a, *b, *c, *d]) as usize;
+        if size > rest.len().saturating_mul(LZ4_MAX_RATIO) {
+            return Err(format!("{size} bytes claimed from {} compressed bytes", rest.len()));
+        }
+    }
+    lz4_flex::decompress_size_prepended(bytes).map_err(|e| e.to_string())
 }
 
 /// Brings an older header up to the current version. Version 1 is the first; a future v2
@@ -246,6 +262,17 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(decode(7, &bytes[..cut]).is_err(), "cut at {cut} not caught");
         }
+    }
+
+    #[test]
+    fn a_size_prefix_the_body_cannot_hold_is_refused_before_allocating() {
+        let mut body = lz4_flex::compress_prepend_size(b"{\"hello\":\"world\"}");
+        assert!(decompress(&body).is_ok());
+        body[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decompress(&body).unwrap_err().contains("claimed"));
+        // The most compressible input still decompresses: the bound is lz4's own.
+        let zeros = vec![0u8; 1 << 20];
+        assert_eq!(decompress(&lz4_flex::compress_prepend_size(&zeros)).unwrap(), zeros);
     }
 
     #[test]

@@ -82,8 +82,12 @@ fn first_seq(journal: &SledJournal) -> u64 {
 /// Reads an export: every item, in order. Foreign, truncated, newer or damaged files are errors.
 pub fn read(path: &Path) -> Result<Vec<Item>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut r = BufReader::new(file);
-    let p = path.display().to_string();
+    read_from(BufReader::new(file), path)
+}
+
+/// Reads an export from any reader (a file, a socket, bytes in memory); `name` is for messages.
+pub fn read_from(mut r: impl Read, name: &Path) -> Result<Vec<Item>> {
+    let p = name.display().to_string();
     let mut head = [0u8; 12];
     if r.read_exact(&mut head).is_err() || &head[..8] != MAGIC {
         return Err(Error::Foreign { path: p });
@@ -103,8 +107,11 @@ pub fn read(path: &Path) -> Result<Vec<Item>> {
         if len > 1 << 30 {
             return Err(Error::Truncated { path: p, why: format!("frame of {len} bytes is implausible") });
         }
-        let mut bytes = vec![0u8; len];
-        if r.read_exact(&mut bytes).is_err() {
+        // Grown as bytes arrive, not sized from the untrusted length: a cut file cannot make
+        // the reader reserve a gigabyte.
+        let mut bytes = Vec::with_capacity(len.min(1 << 16));
+        let got = (&mut r).take(len as u64).read_to_end(&mut bytes);
+        if !matches!(got, Ok(n) if n == len) {
             return Err(Error::Truncated { path: p, why: format!("frame cut short after {records} records") });
         }
         match fh[0] {
@@ -119,7 +126,7 @@ pub fn read(path: &Path) -> Result<Vec<Item>> {
                 let mut s = [0u8; 8];
                 s.copy_from_slice(&body[..8]);
                 let seq = u64::from_le_bytes(s);
-                let state = lz4_flex::decompress_size_prepended(&body[8..])
+                let state = envelope::decompress(&body[8..])
                     .map_err(|e| Error::Damaged { seq, why: format!("snapshot does not decompress: {e}") })?;
                 items.push(Item::Snapshot { seq, state });
             }

@@ -102,7 +102,7 @@ impl State {
 #[derive(Debug, Default)]
 pub(crate) struct Touched {
     pub ops: BTreeSet<OpKey>,
-    /// Every active Operation that has not started (templates, secrets, discovery).
+    /// Every active Operation still being accepted (templates, secrets, discovery).
     pub all_unstarted: bool,
     /// Every Operation (the last relist finished: time to act).
     pub all: bool,
@@ -247,7 +247,9 @@ fn reconcile_touched(state: &mut State, touched: Touched, now: chrono::DateTime<
                 .by_target
                 .values()
                 .flatten()
-                .filter(|k| state.ops.get(*k).is_some_and(|o| o.started.is_none()))
+                // Whoever still runs acceptance (`reconcile::advance`): one adopted mid-flight
+                // has started but resolves its template anew (found by fuzzing, tests/fuzz/).
+                .filter(|k| state.ops.get(*k).is_some_and(|o| o.started.is_none() || o.template.is_none()))
                 .cloned(),
         );
     }

@@ -271,6 +271,10 @@ fn accept(op: &mut OpState, env: &Env<'_>, out: &mut Vec<Command>) {
                 // Adopted mid-flight after a lost journal: resume with the template as it is now.
                 op.template = Some((a.template_name, a.template));
                 op.kind = Some(a.engine);
+                // Its deadline may come from that template: arm it as acceptance does (found by fuzzing).
+                if let Some(d) = op.deadline() {
+                    op.arm(TimerKind::Deadline, d, out);
+                }
                 return;
             }
             let msg = format!("template {}, engine {}", a.template_name, a.engine.display());

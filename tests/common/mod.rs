@@ -7,61 +7,13 @@ use vworkspace_operator::record::{ChildKind, ResourceKind};
 
 pub const NS: &str = "shop";
 
-pub fn template(name: &str, types: &[&str], engine: Option<&str>, extra: Value) -> Value {
-    let mut t = json!({
-        "apiVersion": "ops.vworkspace.io/v1alpha1",
-        "kind": "OperationTemplate",
-        "metadata": { "name": name },
-        "spec": { "types": types, "namespaces": [NS] },
-    });
-    if let Some(e) = engine {
-        t["spec"]["engine"] = json!(e);
-    }
-    vworkspace_operator::harness::merge(&mut t["spec"], &extra);
-    t
-}
+/// The builders the fuzz targets use too (`vworkspace_operator::fuzz::objects`).
+#[allow(unused_imports)]
+pub use vworkspace_operator::fuzz::objects::template;
 
 /// Every template the engines need, one per engine.
 pub fn all_templates() -> Vec<Value> {
-    vec![
-        template(
-            "velero-backup",
-            &["Backup", "Restore"],
-            Some("velero"),
-            json!({ "velero": { "namespace": "velero", "storageLocation": "default" } }),
-        ),
-        template(
-            "argo-runbook",
-            &["Runbook", "Migration"],
-            Some("argoWorkflow"),
-            json!({ "argo": { "workflowTemplateRef": "db-runbook" }, "rbac": { "serviceAccountName": "runner" } }),
-        ),
-        template(
-            "job-command",
-            &["RunCommand"],
-            Some("job"),
-            json!({ "job": { "image": "busybox:1.36", "command": ["sh", "-c"], "allowArgs": true, "backoffLimit": 1 }, "rbac": { "serviceAccountName": "runner" } }),
-        ),
-        template(
-            "csi-snapshot",
-            &["Backup"],
-            Some("csiSnapshot"),
-            json!({ "snapshot": { "volumeSnapshotClassName": "csi-hostpath" } }),
-        ),
-        template(
-            "volsync",
-            &["Backup", "Restore"],
-            Some("volSync"),
-            json!({ "volSync": { "mover": "restic", "moverSpec": { "repository": "restic-secret", "copyMethod": "Snapshot" } } }),
-        ),
-        template(
-            "helm-hooks",
-            &["Migration"],
-            Some("helmHookJob"),
-            json!({ "helmHook": { "event": "pre-upgrade" }, "rbac": { "serviceAccountName": "migrator" } }),
-        ),
-        template("upgrade", &["Upgrade"], None, json!({ "upgrade": { "forbiddenVersions": ["1.3.0", "2.*"] } })),
-    ]
+    vworkspace_operator::fuzz::objects::base_templates()
 }
 
 pub fn app(name: &str, ready: Option<bool>) -> Value {
