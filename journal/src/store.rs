@@ -237,12 +237,13 @@ impl SledJournal {
         })
     }
 
-    /// Checks the records after the newest snapshot: damage only at the end is a torn tail.
+    /// Records `seq` as the last durable one (see `DURABLE_MARK`).
     fn write_mark(&self, seq: u64) -> Result<()> {
         let mark = self.dir.join(DURABLE_MARK);
         std::fs::write(&mark, format!("{seq}\n")).map_err(|e| Error::io(&mark, e))
     }
 
+    /// Checks the records after the newest snapshot: damage only at the end is a torn tail.
     fn check_tail(&self, report: &mut OpenReport) -> Result<()> {
         let from = self.latest_snapshot()?.map(|(s, _)| s + 1).unwrap_or(0);
         let mut bad: Vec<(u64, String)> = Vec::new();
