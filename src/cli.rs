@@ -59,6 +59,10 @@ pub enum Command {
         /// Attempts allowed above the rate in a burst.
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=100_000))]
         api_burst: u32,
+        /// Backpressure: the Operation watch pauses while more commands than this wait for the
+        /// effector, and resumes under half of it.
+        #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+        max_queued_commands: u64,
         /// `/metrics`, `/healthz`, `/readyz` and `/loglevel`; `off` serves none.
         #[arg(long, default_value = "0.0.0.0:8080")]
         http_addr: String,

@@ -93,13 +93,15 @@ enum Finished {
     Abandoned,
 }
 
-/// Runs until the command channel closes; outcomes go back as records.
+/// Runs until the command channel closes; outcomes go back as records. The commands held
+/// (queued or running) are reported to `pressure`.
 pub async fn run<E: Execute>(
     exec: Arc<E>,
     mut commands: UnboundedReceiver<Command>,
     out: UnboundedSender<RecordBody>,
     leadership: Leadership,
     limits: Limits,
+    pressure: crate::pressure::Pressure,
 ) {
     let limiter = Arc::new(RateLimit::new(limits.rate_per_sec, limits.burst));
     let mut queues: BTreeMap<OpKey, VecDeque<Command>> = BTreeMap::new();
@@ -108,17 +110,21 @@ pub async fn run<E: Execute>(
     let mut running: BTreeMap<tokio::task::Id, OpKey> = BTreeMap::new();
     let mut tasks: JoinSet<Finished> = JoinSet::new();
     let mut open = true;
+    // Received and not yet answered (superseded, finished or abandoned).
+    let mut held = 0usize;
     while open || !tasks.is_empty() {
         tokio::select! {
             cmd = commands.recv(), if open => match cmd {
                 Some(cmd) => {
+                    held += 1;
                     let key = cmd.op.clone();
                     let q = queues.entry(key.clone()).or_default();
                     let was_empty = q.is_empty();
-                    if let Some(old) = superseded(q, &cmd)
-                        && out.send(RecordBody::Outcome(old)).is_err()
-                    {
-                        return;
+                    if let Some(old) = superseded(q, &cmd) {
+                        held -= 1;
+                        if out.send(RecordBody::Outcome(old)).is_err() {
+                            return;
+                        }
                     }
                     q.push_back(cmd);
                     if was_empty && !running.values().any(|k| *k == key) {
@@ -133,6 +139,7 @@ pub async fn run<E: Execute>(
                     Err(e) => (e.id(), None),
                 };
                 let Some(key) = running.remove(&id) else { continue };
+                held = held.saturating_sub(1);
                 match finished {
                     Some(Finished::Done(outcome, carry)) => {
                         let outcome = *outcome;
@@ -152,6 +159,7 @@ pub async fn run<E: Execute>(
                 }
             }
         }
+        pressure.set_commands(held);
         while tasks.len() < limits.concurrency.max(1) {
             let Some(key) = ready.pop_front() else { break };
             let Some(cmd) = queues.get_mut(&key).and_then(VecDeque::pop_front) else { continue };

@@ -17,6 +17,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::api::LABEL_OPERATION_UID;
 use crate::ownership::Ownership;
+use crate::pressure::Pressure;
 use crate::record::{ChildKind, Discovery, Observed, RecordBody, ResourceKind, WatchEvent};
 use crate::sim::controller::api_resource;
 
@@ -47,17 +48,26 @@ fn observed(resource: ResourceKind, event: WatchEvent, object: Option<Value>) ->
 }
 
 /// Streams one kind's watch events into `tx` until the receiver is gone; events of objects
-/// another shard owns are left out.
-pub async fn watch_kind(client: kube::Client, kind: ResourceKind, tx: UnboundedSender<RecordBody>, own: Ownership) {
+/// another shard owns are left out. The Operation watch, where new work enters, is read only
+/// while `pressure` admits it.
+pub async fn watch_kind(
+    client: kube::Client,
+    kind: ResourceKind,
+    tx: UnboundedSender<RecordBody>,
+    own: Ownership,
+    pressure: Pressure,
+) {
     let (ar, cfg) = resource_of(kind);
+    let pressure = (kind == ResourceKind::Operation).then_some(pressure);
     if kind == ResourceKind::Secret {
         // Metadata only: values never reach the operator, let alone the journal.
         let api: Api<PartialObjectMeta<k8s_openapi::api::core::v1::Secret>> = Api::all(client);
         let meta_only = |m: PartialObjectMeta<k8s_openapi::api::core::v1::Secret>| json!({ "apiVersion": "v1", "kind": "Secret", "metadata": serde_json::to_value(&m.metadata).unwrap_or(Value::Null) });
-        forward(api, cfg, kind, tx, own, meta_only).await;
+        forward(api, cfg, kind, tx, own, pressure, meta_only).await;
     } else {
         let api: Api<DynamicObject> = Api::all_with(client, &ar);
-        forward(api, cfg, kind, tx, own, |o: DynamicObject| serde_json::to_value(&o).unwrap_or(Value::Null)).await;
+        forward(api, cfg, kind, tx, own, pressure, |o: DynamicObject| serde_json::to_value(&o).unwrap_or(Value::Null))
+            .await;
     }
 }
 
@@ -68,6 +78,7 @@ async fn forward<K>(
     kind: ResourceKind,
     tx: UnboundedSender<RecordBody>,
     own: Ownership,
+    pressure: Option<Pressure>,
     to_value: impl Fn(K) -> Value,
 ) where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
@@ -75,7 +86,11 @@ async fn forward<K>(
     // Exponential backoff with jitter, reset by a success: while the API server is away, eleven
     // watches retrying at a fixed pace made 19 connection attempts a second (the chaos suite).
     let mut stream = watcher(api, cfg).default_backoff().boxed();
-    while let Some(ev) = stream.next().await {
+    loop {
+        if let Some(p) = &pressure {
+            p.admit().await;
+        }
+        let Some(ev) = stream.next().await else { return };
         let body = match ev {
             Ok(watcher::Event::Init) => observed(kind, WatchEvent::Init, None),
             Ok(watcher::Event::InitApply(o)) => observed(kind, WatchEvent::InitApply, Some(to_value(o))),
@@ -114,7 +129,13 @@ pub async fn installed_child_kinds(client: &kube::Client) -> Result<BTreeSet<Chi
 }
 
 /// Starts the watches and keeps discovering engine CRDs; new kinds get a watch when they appear.
-pub async fn run(client: kube::Client, tx: UnboundedSender<RecordBody>, rediscover: Duration, own: Ownership) {
+pub async fn run(
+    client: kube::Client,
+    tx: UnboundedSender<RecordBody>,
+    rediscover: Duration,
+    own: Ownership,
+    pressure: Pressure,
+) {
     let mut watching: BTreeSet<ResourceKind> = BTreeSet::new();
     let mut last: Option<BTreeSet<ChildKind>> = None;
     loop {
@@ -131,7 +152,7 @@ pub async fn run(client: kube::Client, tx: UnboundedSender<RecordBody>, rediscov
                     }
                     for kind in new {
                         tracing::info!(kind = kind.name(), "watching");
-                        tokio::spawn(watch_kind(client.clone(), kind, tx.clone(), own.clone()));
+                        tokio::spawn(watch_kind(client.clone(), kind, tx.clone(), own.clone(), pressure.clone()));
                     }
                     watching = wanted;
                     last = Some(installed);

@@ -24,6 +24,7 @@ pub mod key;
 pub mod leader;
 pub mod metrics;
 pub mod ownership;
+pub mod pressure;
 pub mod record;
 pub mod replay;
 pub mod run;

@@ -77,6 +77,7 @@ fn command(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
             max_concurrent,
             api_qps,
             api_burst,
+            max_queued_commands,
             http_addr,
             audit_log,
             event_sink,
@@ -125,6 +126,10 @@ fn command(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
                         ..vworkspace_operator::events::push::Options::new(url)
                     }),
                     shard,
+                    bounds: vworkspace_operator::pressure::Bounds {
+                        commands: max_queued_commands as usize,
+                        ..Default::default()
+                    },
                     ..Default::default()
                 };
                 vworkspace_operator::run::run_until(client, opts, terminated()).await.context("the operator stopped")

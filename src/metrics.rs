@@ -34,6 +34,8 @@ pub struct Metrics {
     pub lease_epoch: Gauge<i64, AtomicI64>,
     pub events_sent: Counter,
     pub events_failed: Counter,
+    pub ingest_paused: Counter,
+    pub ingest_paused_seconds: Counter<f64, AtomicU64>,
 }
 
 fn latency() -> Histogram {
@@ -66,6 +68,8 @@ impl Metrics {
             lease_epoch: Gauge::default(),
             events_sent: Counter::default(),
             events_failed: Counter::default(),
+            ingest_paused: Counter::default(),
+            ingest_paused_seconds: Counter::default(),
         };
         r.register("controller_runtime_reconcile", "Operations reconciled, by result", m.reconcile.clone());
         r.register(
@@ -127,6 +131,16 @@ impl Metrics {
             "vworkspace_events_send_failures",
             "Failed deliveries to the control plane (retried)",
             m.events_failed.clone(),
+        );
+        r.register(
+            "vworkspace_ingest_paused",
+            "Times the Operation watch paused because the effector's or the journal's queue was full",
+            m.ingest_paused.clone(),
+        );
+        r.register(
+            "vworkspace_ingest_paused_seconds",
+            "Time the Operation watch spent paused by backpressure",
+            m.ingest_paused_seconds.clone(),
         );
         Self { registry: r, ..m }
     }

@@ -57,6 +57,8 @@ pub struct Options {
     pub drain: Duration,
     /// The shard this process serves (0 of 1: everything).
     pub shard: crate::shard::Shard,
+    /// Queue bounds past which the Operation watch pauses (backpressure).
+    pub bounds: crate::pressure::Bounds,
 }
 
 impl Default for Options {
@@ -73,6 +75,7 @@ impl Default for Options {
             events: None,
             drain: Duration::from_secs(20),
             shard: crate::shard::Shard::default(),
+            bounds: crate::pressure::Bounds::default(),
         }
     }
 }
@@ -214,19 +217,33 @@ pub async fn run_until(
     };
     let fenced = crate::effector::fence::client(client.clone(), leadership.clone());
     let effector = Arc::new(Effector::new(fenced).with_lease(opts.leader.as_ref().map(|l| l.name.clone())));
-    tokio::spawn(dispatch::run(effector, cmd_rx, tx.clone(), leadership.clone(), opts.limits.clone()));
+    let pressure = crate::pressure::Pressure::new(opts.bounds);
+    tokio::spawn(dispatch::run(
+        effector,
+        cmd_rx,
+        tx.clone(),
+        leadership.clone(),
+        opts.limits.clone(),
+        pressure.clone(),
+    ));
     // Before any watch record: the fold waits for this process's relists before acting.
     let _ = tx.send(RecordBody::Started(crate::record::Started { shard: opts.shard }));
     tracing::info!(shard = %opts.shard, "serving shard");
     let own = crate::ownership::Ownership::new(client.clone(), opts.shard);
-    let ingest = AbortOnDrop(tokio::spawn(crate::ingest::run(client.clone(), tx.clone(), opts.rediscover, own)));
+    let ingest = AbortOnDrop(tokio::spawn(crate::ingest::run(
+        client.clone(),
+        tx.clone(),
+        opts.rediscover,
+        own,
+        pressure.clone(),
+    )));
     // Whatever was in flight when the last process stopped (or the last leader) may never have
     // run: each gain of leadership is a Restart record, and the fold re-derives it.
     tokio::spawn(restart_on_leadership(leadership.clone(), tx.clone()));
     let last_term = leadership.clone();
     let sinks = crate::signals::sinks::Sinks::new(&state, audit, Some(leadership));
     // Timers of restored Operations are re-armed by the fold after the Restart record.
-    let outputs = Outputs { sinks, outbox, events: events_tx, ingest: Some(ingest) };
+    let outputs = Outputs { sinks, outbox, events: events_tx, ingest: Some(ingest), pressure };
     let unfinished = fold_loop(&mut state, journal, Channels { rx, tx, cmd_tx }, &opts, outputs, shutdown).await?;
     if let (Some(l), Some(elector)) = (&opts.leader, elector) {
         drop(elector);
@@ -436,6 +453,7 @@ async fn fold_loop(
         let waited = taken.elapsed().as_secs_f64();
         m.workqueue_queue_duration.get_or_create(&vec![("name", "journal".into())]).observe(waited);
         m.workqueue_depth.get_or_create(&vec![("name", "journal".into())]).set(rx.len() as i64);
+        out.pressure.set_records(rx.len());
         m.workqueue_depth.get_or_create(&vec![("name", "effector".into())]).set(in_flight.max(0));
         since_snapshot += records.len() as u64;
         // At least every `snapshot_every` records, and no more often than one record per
@@ -502,6 +520,8 @@ struct Outputs {
     events: tokio::sync::watch::Sender<u64>,
     /// The watch streams; dropped (stopped) when shutting down.
     ingest: Option<AbortOnDrop>,
+    /// Told how many records wait to be folded.
+    pressure: crate::pressure::Pressure,
 }
 
 /// Timers become delayed records; everything else goes to the effector.

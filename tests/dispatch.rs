@@ -11,6 +11,7 @@ use vworkspace_operator::command::{Action, Command};
 use vworkspace_operator::dispatch::{self, Execute, Limits};
 use vworkspace_operator::key::OpKey;
 use vworkspace_operator::leader::Term;
+use vworkspace_operator::pressure::{Bounds, Pressure};
 use vworkspace_operator::record::{OutcomeData, OutcomeResult as R, RecordBody};
 
 #[derive(Default)]
@@ -59,6 +60,7 @@ struct Rig {
     commands: mpsc::UnboundedSender<Command>,
     outcomes: mpsc::UnboundedReceiver<RecordBody>,
     leader: watch::Sender<Option<Term>>,
+    pressure: Pressure,
 }
 
 fn rig(script: Script, limits: Limits) -> Rig {
@@ -66,8 +68,9 @@ fn rig(script: Script, limits: Limits) -> Rig {
     let (commands, rx) = mpsc::unbounded_channel();
     let (out, outcomes) = mpsc::unbounded_channel();
     let (leader, leadership) = watch::channel(Some(Term::sole()));
-    tokio::spawn(dispatch::run(exec.clone(), rx, out, leadership, limits));
-    Rig { exec, commands, outcomes, leader }
+    let pressure = Pressure::new(Bounds { commands: 4, records: 1_000 });
+    tokio::spawn(dispatch::run(exec.clone(), rx, out, leadership, limits, pressure.clone()));
+    Rig { exec, commands, outcomes, leader, pressure }
 }
 
 async fn outcomes(r: &mut Rig, n: usize) -> Vec<(String, R)> {
@@ -102,6 +105,30 @@ async fn one_command_at_a_time_per_operation_and_operations_in_parallel() {
         assert!(mine.windows(2).all(|w| w[0].3 <= w[1].2), "{op}: no overlap within one Operation");
     }
     assert_eq!(s.max_in_flight, 3, "three Operations ran at once");
+}
+
+/// Backpressure: the held commands (queued or running) close the Operation watch over the
+/// bound and open it again once answers bring them under half of it.
+#[tokio::test(start_paused = true)]
+async fn held_commands_are_reported_for_backpressure() {
+    let limits = Limits { concurrency: 1, ..fast() };
+    let mut r = rig(Script { latency: Duration::from_millis(10), ..Default::default() }, limits);
+    assert!(r.pressure.open());
+    for op in 0..6 {
+        r.commands.send(cmd(&format!("op{op}"), &format!("op{op}-x"))).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(!r.pressure.open(), "six held over a bound of four");
+    let admitted = tokio::spawn({
+        let p = r.pressure.clone();
+        async move { p.admit().await }
+    });
+    outcomes(&mut r, 3).await;
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(!admitted.is_finished(), "three held: under the bound, not yet under half of it");
+    outcomes(&mut r, 1).await;
+    tokio::time::timeout(Duration::from_secs(1), admitted).await.expect("two held: admitted").unwrap();
+    outcomes(&mut r, 2).await;
 }
 
 #[tokio::test(start_paused = true)]
