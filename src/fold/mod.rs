@@ -35,7 +35,8 @@ use world::World;
 pub struct State {
     pub world: World,
     #[serde(with = "pairs")]
-    pub ops: BTreeMap<OpKey, OpState>,
+    /// Boxed: an `OpState` is 1.7 KB inline, and B-tree nodes keep room for eleven.
+    pub ops: BTreeMap<OpKey, Box<OpState>>,
     /// Operation UID → key, to route child events by their UID label.
     pub by_uid: BTreeMap<String, OpKey>,
     /// Non-terminal Operations by (namespace, target): the per-target queues.
@@ -59,7 +60,7 @@ pub struct State {
 struct Restored {
     world: World,
     #[serde(with = "pairs")]
-    ops: BTreeMap<OpKey, OpState>,
+    ops: BTreeMap<OpKey, Box<OpState>>,
     by_uid: BTreeMap<String, OpKey>,
     #[serde(with = "pairs")]
     by_target: BTreeMap<(String, String), BTreeSet<OpKey>>,
@@ -72,7 +73,7 @@ struct Restored {
 
 impl From<Restored> for State {
     fn from(r: Restored) -> State {
-        let queues = Queues::rebuild(r.ops.values());
+        let queues = Queues::rebuild(r.ops.values().map(|o| &**o));
         let mut world = r.world;
         // Children are read back as text; those of running Operations become trees again.
         for op in r.ops.values().filter(|o| !o.is_terminal()) {
@@ -215,7 +216,7 @@ fn keep_children(world: &mut World, op: &OpState) {
 /// Puts an Operation where it now stands in its target's queue; the waiting Operations whose
 /// shown place that changes go into `next`.
 fn requeue(state: &mut State, key: &OpKey, next: &mut BTreeSet<OpKey>) {
-    if let Some(t) = state.queues.set(key, state.ops.get(key).and_then(Slot::of)) {
+    if let Some(t) = state.queues.set(key, state.ops.get(key).and_then(|o| Slot::of(o))) {
         next.extend(state.queues.revisits(&t));
     }
 }

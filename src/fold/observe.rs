@@ -221,7 +221,7 @@ fn apply_op(state: &mut State, obj: &Value, at: DateTime<Utc>, touched: &mut Tou
         if let Some(status) = obj.get("status").and_then(|s| OperationStatus::deserialize(s).ok()) {
             adopt(&mut op, status);
         }
-        op
+        Box::new(op)
     });
     op.generation = generation;
     op.deleting = deleting;
