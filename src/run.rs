@@ -84,8 +84,11 @@ impl Default for Options {
 /// they ran before, or the Restart record re-derives them).
 /// Events of records past the outbox's high water (a crash came between journaling them and
 /// writing their events) are derived again on the way and put in the outbox.
-fn restore(journal: &SledJournal, outbox: &Outbox) -> Result<(State, u64)> {
-    let (mut state, from) = match journal.latest_snapshot()? {
+fn restore(journal: &SledJournal, outbox: &Outbox) -> Result<(State, Restore)> {
+    let t = std::time::Instant::now();
+    let snapshot = journal.latest_snapshot()?;
+    let read = t.elapsed();
+    let (mut state, from) = match snapshot {
         Some((seq, bytes)) => match serde_json::from_slice(&bytes) {
             Ok(state) => (state, seq + 1),
             // An unreadable snapshot (an older build's) must not stop the operator: fold what
@@ -97,6 +100,7 @@ fn restore(journal: &SledJournal, outbox: &Outbox) -> Result<(State, u64)> {
         },
         None => (State::default(), 0),
     };
+    let decoded = t.elapsed();
     let high_water = outbox.high_water()?;
     if high_water + 1 < from {
         tracing::warn!(high_water, snapshot = from - 1, "events of records before the snapshot were never written");
@@ -126,12 +130,33 @@ fn restore(journal: &SledJournal, outbox: &Outbox) -> Result<(State, u64)> {
         tracing::info!(events = events.len(), from = high_water + 1, "events derived again for the outbox");
         outbox.put(journal.last_seq(), &events)?;
     }
-    Ok((state, folded))
+    let r = Restore { records: folded, read, decode: decoded - read, tail: t.elapsed() - decoded };
+    tracing::info!(
+        snapshot_read_ms = r.read.as_millis() as u64,
+        snapshot_decode_ms = r.decode.as_millis() as u64,
+        tail_ms = r.tail.as_millis() as u64,
+        tail_records = r.records,
+        "journal restored"
+    );
+    Ok((state, r))
+}
+
+/// Where a restore's time went.
+#[derive(Clone, Copy, Debug)]
+pub struct Restore {
+    /// Records folded after the snapshot.
+    pub records: u64,
+    /// Reading the snapshot: the store, its checksum and decompression.
+    pub read: Duration,
+    /// Decoding the snapshot into the state.
+    pub decode: Duration,
+    /// Folding the records after it.
+    pub tail: Duration,
 }
 
 /// What a start does before its watches: open the journal directory and restore the folded
-/// state (the restart benchmark times it). Returns the state and the records folded.
-pub fn restore_dir(dir: &std::path::Path) -> Result<(State, u64)> {
+/// state (the restart benchmark times it).
+pub fn restore_dir(dir: &std::path::Path) -> Result<(State, Restore)> {
     let (j, _) = SledJournal::open(dir)?;
     let outbox = j.outbox()?;
     restore(&j, &outbox)
@@ -171,7 +196,7 @@ pub async fn run_until(
     };
     let outbox = journal.as_ref().map(|j| j.outbox()).transpose()?;
     let (mut state, replayed) = match (&journal, &outbox) {
-        (Some(j), Some(o)) => restore(j, o)?,
+        (Some(j), Some(o)) => restore(j, o).map(|(s, r)| (s, r.records))?,
         _ => (State::default(), 0),
     };
     let (events_tx, events_rx) = tokio::sync::watch::channel(0u64);
@@ -482,27 +507,58 @@ async fn fold_loop(
 
 fn snapshot(j: &SledJournal, state: &State, opts: &Options, outbox: Option<&Outbox>) -> Result<()> {
     let last = state.last_seq;
-    // Written straight from the state: no JSON tree of the whole state beside it (at 10k
-    // Operations that tree was most of the peak RSS). Snapshots obey the same redaction as
-    // records (DESIGN §4), and they do by construction: the state holds only what redacted
-    // records brought. Debug builds (every test) check it.
-    if let Ok(bytes) = serde_json::to_vec(state) {
-        #[cfg(debug_assertions)]
-        {
-            let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-            let before = v.clone();
-            vworkspace_journal::redact::redact(&mut v);
-            debug_assert_eq!(v, before, "the folded state holds something redaction removes");
-        }
-        j.write_snapshot(last, &bytes)?;
-        j.compact(last.saturating_sub(opts.retain))?;
-        if let Some(o) = outbox {
-            // Without a push sink nothing acknowledges: keep a bounded tail for pulls.
-            o.trim(0, opts.events.as_ref().map_or(1_000_000, |p| p.keep))?;
-        }
-        tracing::info!(seq = last, bytes = bytes.len(), "snapshot written");
+    // Snapshots obey the same redaction as records (DESIGN §4), and they do by construction:
+    // the state holds only what redacted records brought. Debug builds (every test) check it.
+    #[cfg(debug_assertions)]
+    {
+        let mut v = serde_json::to_value(state).unwrap_or_default();
+        let before = v.clone();
+        vworkspace_journal::redact::redact(&mut v);
+        debug_assert_eq!(v, before, "the folded state holds something redaction removes");
     }
+    // Streamed from the state into the compressor: no copy of the whole state, in any form.
+    let mut written = 0u64;
+    let wrote = j.write_snapshot_with(last, &mut |w| {
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, Counted { inner: w, n: 0 });
+        serde_json::to_writer(&mut w, state).map_err(std::io::Error::other)?;
+        let w = w.into_inner().map_err(|e| e.into_error())?;
+        written = w.n;
+        Ok(())
+    });
+    match wrote {
+        // The state does not serialise (a bug, not the disk): the journal keeps every record,
+        // so a restart folds a longer tail; stopping would only make a crash loop of it.
+        Err(e @ vworkspace_journal::Error::Encode(_)) => {
+            tracing::error!(seq = last, error = %e, "snapshot not written");
+            return Ok(());
+        }
+        r => r?,
+    }
+    j.compact(last.saturating_sub(opts.retain))?;
+    if let Some(o) = outbox {
+        // Without a push sink nothing acknowledges: keep a bounded tail for pulls.
+        o.trim(0, opts.events.as_ref().map_or(1_000_000, |p| p.keep))?;
+    }
+    tracing::info!(seq = last, bytes = written, "snapshot written");
     Ok(())
+}
+
+/// Counts the bytes written through it (the snapshot's size before compression, for the log).
+struct Counted<'a> {
+    inner: &'a mut dyn std::io::Write,
+    n: u64,
+}
+
+impl std::io::Write for Counted<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Records in (and back, for timers), commands out.
