@@ -89,7 +89,7 @@ fn restore(journal: &SledJournal, outbox: &Outbox) -> Result<(State, Restore)> {
     let snapshot = journal.latest_snapshot()?;
     let read = t.elapsed();
     let (mut state, from) = match snapshot {
-        Some((seq, bytes)) => match serde_json::from_slice(&bytes) {
+        Some((seq, bytes)) => match State::from_snapshot(&bytes) {
             Ok(state) => (state, seq + 1),
             // An unreadable snapshot (an older build's) must not stop the operator: fold what
             // the journal retains; the relist adopts what the cluster shows for the rest.

@@ -509,6 +509,11 @@ fn a_snapshot_of_the_folded_state_round_trips_through_json() {
     let bytes = serde_json::to_vec(&h.state).expect("the state serialises");
     let back: vworkspace_operator::fold::State = serde_json::from_slice(&bytes).expect("and reads back");
     assert_eq!(back, h.state);
+    // The restart's decoder (world and Operations on two threads) reads exactly the same.
+    let parallel = vworkspace_operator::fold::State::from_snapshot(&bytes).expect("decodes in parts");
+    assert_eq!(parallel, h.state);
+    // A snapshot cut short is an error, not a panic (the restart then folds the journal).
+    assert!(vworkspace_operator::fold::State::from_snapshot(&bytes[..bytes.len() / 2]).is_err());
 }
 
 #[test]

