@@ -64,6 +64,10 @@ fn main() {
     drop(state);
     SledJournal::close(&jdir);
 
+    // The restart's decoder reads the snapshot as a plain decode does.
+    if let Err(e) = State::from_snapshot(&snapshot) {
+        panic!("the snapshot does not decode: {e}");
+    }
     // With the snapshot, as a restart finds it.
     let (j, _) = SledJournal::open(&jdir).unwrap();
     j.write_snapshot(snapshot_at, &snapshot).unwrap();

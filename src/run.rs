@@ -517,15 +517,12 @@ fn snapshot(j: &SledJournal, state: &State, opts: &Options, outbox: Option<&Outb
         debug_assert_eq!(v, before, "the folded state holds something redaction removes");
     }
     // Streamed from the state into the compressor: no copy of the whole state, in any form.
-    let mut written = 0u64;
     let wrote = j.write_snapshot_with(last, &mut |w| {
-        let mut w = std::io::BufWriter::with_capacity(1 << 16, Counted { inner: w, n: 0 });
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
         serde_json::to_writer(&mut w, state).map_err(std::io::Error::other)?;
-        let w = w.into_inner().map_err(|e| e.into_error())?;
-        written = w.n;
-        Ok(())
+        std::io::Write::flush(&mut w)
     });
-    match wrote {
+    let written = match wrote {
         // The state does not serialise (a bug, not the disk): the journal keeps every record,
         // so a restart folds a longer tail; stopping would only make a crash loop of it.
         Err(e @ vworkspace_journal::Error::Encode(_)) => {
@@ -533,7 +530,7 @@ fn snapshot(j: &SledJournal, state: &State, opts: &Options, outbox: Option<&Outb
             return Ok(());
         }
         r => r?,
-    }
+    };
     j.compact(last.saturating_sub(opts.retain))?;
     if let Some(o) = outbox {
         // Without a push sink nothing acknowledges: keep a bounded tail for pulls.
@@ -541,24 +538,6 @@ fn snapshot(j: &SledJournal, state: &State, opts: &Options, outbox: Option<&Outb
     }
     tracing::info!(seq = last, bytes = written, "snapshot written");
     Ok(())
-}
-
-/// Counts the bytes written through it (the snapshot's size before compression, for the log).
-struct Counted<'a> {
-    inner: &'a mut dyn std::io::Write,
-    n: u64,
-}
-
-impl std::io::Write for Counted<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.n += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// Records in (and back, for timers), commands out.
