@@ -55,12 +55,12 @@ pub struct State {
     pub queues: Queues,
 }
 
-/// A snapshot's `State`; the queue index is rebuilt from its Operations.
+/// A snapshot's `State`; the queue index is rebuilt from its Operations. Generic in its two
+/// large parts, so `from_snapshot` can read them as raw JSON first.
 #[derive(Deserialize)]
-struct Restored {
-    world: World,
-    #[serde(with = "pairs")]
-    ops: BTreeMap<OpKey, Box<OpState>>,
+struct Restored<W = World, O = Ops> {
+    world: W,
+    ops: O,
     by_uid: BTreeMap<String, OpKey>,
     #[serde(with = "pairs")]
     by_target: BTreeMap<(String, String), BTreeSet<OpKey>>,
@@ -71,17 +71,22 @@ struct Restored {
     first_relist: bool,
 }
 
+/// The Operations as a snapshot holds them: `[key, state]` pairs.
+#[derive(Deserialize)]
+struct Ops(#[serde(with = "pairs")] BTreeMap<OpKey, Box<OpState>>);
+
 impl From<Restored> for State {
     fn from(r: Restored) -> State {
-        let queues = Queues::rebuild(r.ops.values().map(|o| &**o));
+        let Ops(ops) = r.ops;
+        let queues = Queues::rebuild(ops.values().map(|o| &**o));
         let mut world = r.world;
         // Children are read back as text; those of running Operations become trees again.
-        for op in r.ops.values().filter(|o| !o.is_terminal()) {
+        for op in ops.values().filter(|o| !o.is_terminal()) {
             keep_children(&mut world, op);
         }
         State {
             world,
-            ops: r.ops,
+            ops,
             by_uid: r.by_uid,
             by_target: r.by_target,
             last_seq: r.last_seq,
@@ -92,32 +97,16 @@ impl From<Restored> for State {
     }
 }
 
-/// A snapshot's two large parts, left undecoded, and the rest.
-#[derive(Deserialize)]
-struct Parts<'a> {
-    #[serde(borrow)]
-    world: &'a serde_json::value::RawValue,
-    #[serde(borrow)]
-    ops: &'a serde_json::value::RawValue,
-    by_uid: BTreeMap<String, OpKey>,
-    #[serde(with = "pairs")]
-    by_target: BTreeMap<(String, String), BTreeSet<OpKey>>,
-    last_seq: u64,
-    #[serde(default)]
-    shard: crate::shard::Shard,
-    #[serde(default)]
-    first_relist: bool,
-}
-
 impl State {
     /// Decodes a snapshot with the world and the Operations on two threads: they are nearly all
     /// of it, and a restart waits for this (1.75 s of a 2.9 s restore at 42,000 Operations).
     /// The result is exactly what `serde_json::from_slice` gives.
     pub fn from_snapshot(bytes: &[u8]) -> serde_json::Result<State> {
-        let parts: Parts<'_> = serde_json::from_slice(bytes)?;
+        type Raw<'a> = &'a serde_json::value::RawValue;
+        let parts: Restored<Raw<'_>, Raw<'_>> = serde_json::from_slice(bytes)?;
         let (world, ops) = std::thread::scope(|s| {
             let world = s.spawn(|| serde_json::from_str::<World>(parts.world.get()));
-            let ops = pairs::deserialize(&mut serde_json::Deserializer::from_str(parts.ops.get()));
+            let ops = serde_json::from_str::<Ops>(parts.ops.get());
             // A panic in serde is a bug; let it surface as one rather than as a bad snapshot.
             (world.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), ops)
         });
