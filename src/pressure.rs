@@ -42,10 +42,6 @@ impl Pressure {
         Self { load: Arc::new(watch::Sender::new(Load::default())), bounds }
     }
 
-    pub fn bounds(&self) -> Bounds {
-        self.bounds
-    }
-
     /// The effector's queue: commands received and not yet answered.
     pub fn set_commands(&self, n: usize) {
         self.load.send_if_modified(|l| std::mem::replace(&mut l.commands, n) != n);

@@ -204,7 +204,7 @@ pub fn decode(seq_hint: u64, bytes: &[u8]) -> Result<Entry> {
 }
 
 /// lz4 expands at most 255-fold: one byte of a match length adds at most 255 bytes.
-const LZ4_MAX_RATIO: usize = 255;
+pub(crate) const LZ4_MAX_RATIO: usize = 255;
 
 /// Undoes `lz4_flex::compress_prepend_size`. The decoder allocates the size prefix up front, so a
 /// prefix more than the bytes can expand to is refused first: a damaged or forged record

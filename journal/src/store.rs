@@ -620,12 +620,14 @@ fn snapshot_bytes(v: &[u8]) -> Option<Vec<u8>> {
     if body.starts_with(&LZ4_FRAME_MAGIC) && body.len() >= 12 {
         let (frame, size) = body.split_at(body.len() - 8);
         let size = u64::from_le_bytes(size.try_into().ok()?);
-        // The checksum held, so the size is what was written; lz4 expands at most 255-fold.
-        let mut out = Vec::with_capacity(usize::try_from(size).ok()?.min(frame.len().saturating_mul(255)));
+        // The checksum held, so the size is what was written; still no more than lz4 can expand to.
+        let cap = usize::try_from(size).ok()?.min(frame.len().saturating_mul(crate::envelope::LZ4_MAX_RATIO));
+        let mut out = Vec::with_capacity(cap);
         std::io::Read::read_to_end(&mut lz4_flex::frame::FrameDecoder::new(frame), &mut out).ok()?;
         (out.len() as u64 == size).then_some(out)
     } else {
-        lz4_flex::decompress_size_prepended(body).ok()
+        // Records' own decoder, which refuses a size prefix the body cannot expand to.
+        crate::envelope::decompress(body).ok()
     }
 }
 
