@@ -18,7 +18,7 @@ pub struct Bounds {
 
 impl Default for Bounds {
     fn default() -> Self {
-        // A few seconds of work at the default rate; four group commits of records.
+        // 20 s of work at the default 50 attempts/s; four group commits of records.
         Self { commands: 1_000, records: 2_048 }
     }
 }
