@@ -25,6 +25,7 @@
 //! a scale curve of 10 and 20.
 
 mod charts;
+mod summary;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -412,7 +413,86 @@ async fn scale(
     }
     support::pod::terminate(&mut op);
     watches.iter().for_each(|w| w.abort());
+    clear(client, &[&ns, &velero_ns]).await;
     points
+}
+
+/// Removes a finished curve's Operations and children, so the next curve's operator (on a new
+/// journal) does not list them: the finalizers are taken off (the operator is stopped), then
+/// every kind is deleted by collection.
+async fn clear(client: &kube::Client, namespaces: &[&str]) {
+    let op_ar = support::ar::<Operation>();
+    let mut kinds: Vec<ApiResource> = vec![op_ar.clone()];
+    for k in [ChildKind::Job, ChildKind::VeleroBackup, ChildKind::Workflow] {
+        let (group, version) = k.api_version().split_once('/').unwrap_or(("", k.api_version()));
+        let gvk = kube::api::GroupVersionKind::gvk(group, version, k.kind());
+        kinds.push(ApiResource::from_gvk_with_plural(&gvk, k.plural()));
+    }
+    for ns in namespaces {
+        let ops: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &op_ar);
+        let names: Vec<String> = ops
+            .list_metadata(&ListParams::default())
+            .await
+            .map(|l| l.items.into_iter().filter_map(|o| o.metadata.name).collect())
+            .unwrap_or_default();
+        let unfinalize = json!({ "metadata": { "finalizers": null } });
+        futures::stream::iter(names)
+            .for_each_concurrent(64, |name| {
+                let (ops, patch) = (ops.clone(), unfinalize.clone());
+                async move {
+                    let _ = ops.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await;
+                }
+            })
+            .await;
+        for ar in &kinds {
+            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, ar);
+            let _ = api.delete_collection(&DeleteParams::default(), &ListParams::default()).await;
+        }
+    }
+}
+
+/// A scale figure: its name, unit, target, and how to read it from a point.
+type Figure = (&'static str, &'static str, &'static str, fn(&ScalePoint) -> f64);
+
+/// Each stage's figures over the runs of the curve: printed as median, min and max, and returned
+/// as the curve of medians (for the charts).
+fn scale_summary(curves: &[Vec<ScalePoint>]) -> Vec<ScalePoint> {
+    let mut table = summary::Summary::default();
+    let mut medians = Vec::new();
+    for (i, first) in curves[0].iter().enumerate() {
+        let total = first.total;
+        let stage: Vec<&ScalePoint> = curves.iter().map(|c| &c[i]).collect();
+        let median = |f: fn(&ScalePoint) -> f64| {
+            let v: Vec<f64> = stage.iter().map(|p| f(p)).collect();
+            summary::spread(&v).map(|s| s.0).unwrap_or(f64::NAN)
+        };
+        let figures: [Figure; 6] = [
+            ("CPU per Operation added", "ms", "flat ±20 %", ScalePoint::cpu_ms_per_op),
+            ("RSS", "MB", "", |p| p.rss_mb),
+            ("peak RSS", "MB", "≤ 150 MB at 10,000", |p| p.peak_rss_mb),
+            ("RSS per retained Operation", "KB", "flat 10k → 50k", ScalePoint::rss_kb_per_op),
+            ("journal per Operation", "KB", "", ScalePoint::journal_kb_per_op),
+            ("restart to ready", "s", "", |p| p.restart_secs),
+        ];
+        for (name, unit, target, f) in figures {
+            for p in &stage {
+                table.add(&format!("{total}: {name}"), unit, target, f(p));
+            }
+        }
+        let ops_secs = median(|p| p.cpu_secs);
+        medians.push(ScalePoint {
+            total,
+            added: first.added,
+            cpu_secs: ops_secs,
+            rss_mb: median(|p| p.rss_mb),
+            peak_rss_mb: median(|p| p.peak_rss_mb),
+            journal_bytes: median(|p| p.journal_bytes as f64) as u64,
+            restart_secs: median(|p| p.restart_secs),
+            restart_rss_mb: median(|p| p.restart_rss_mb),
+        });
+    }
+    println!("\nscale curve, {} runs:\n{}", curves.len(), table.markdown());
+    medians
 }
 
 /// The scale curve's charts, into `dir` (docs/benchmarks/ when the figures are for the docs).
@@ -538,6 +618,61 @@ async fn api_limit(client: &kube::Client, n: usize) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// One round of the measured runs: the API-server limit, then the operator with sled, in memory,
+/// at an offered rate, and with spans exported; each printed, and its figures added to `table`.
+async fn measured(
+    client: &kube::Client,
+    n: usize,
+    rate: f64,
+    jaeger: &vworkspace_operator::cluster::jaeger::Jaeger,
+    table: &mut summary::Summary,
+) {
+    let limit = api_limit(client, n).await;
+    println!(
+        "API-server limit: {limit:.1} Operations/s (create, child, child status, Operation status, Event; 64 at a time)"
+    );
+    let sled = load(client, n, "sled", Journal::Sled, None, None).await;
+    sled.print("operator, sled journal, all at once");
+    let memory = load(client, n, "memory", Journal::Memory, None, None).await;
+    memory.print("operator, journal in memory, all at once");
+    let paced = load(client, n, "paced", Journal::Sled, Some(rate), None).await;
+    paced.print(&format!("operator, sled journal, offered {rate} Operations/s"));
+    let endpoint = format!("http://{}", jaeger.otlp_grpc);
+    let traced = load(client, n, "traced", Journal::Sled, None, Some(&endpoint)).await;
+    traced.print("operator, sled journal, every span exported to Jaeger");
+    let throughput = sled.rate() / limit;
+    let overhead = (1.0 - sled.rate() / memory.rate()) * 100.0;
+    let trace_overhead = (1.0 - traced.rate() / sled.rate()) * 100.0;
+    println!("throughput / API-server limit: {throughput:.3} (target >= 0.7)");
+    println!(
+        "journal overhead: sled / memory throughput {:.3} (overhead {overhead:.1} %, target <= 10 %)",
+        sled.rate() / memory.rate()
+    );
+    println!(
+        "trace export: with / without {:.3} (overhead {trace_overhead:.1} %, target <= 5 %)",
+        1.0 - trace_overhead / 100.0
+    );
+    let per_op = |f: &Figures| f.cpu_secs * 1000.0 / f.ops as f64;
+    table.add("API-server limit", "Operations/s", "", limit);
+    table.add("operator, sled journal, all at once", "Operations/s", "", sled.rate());
+    table.add("throughput / API-server limit", "", "≥ 0.7", throughput);
+    table.add("operator, journal in memory, all at once", "Operations/s", "", memory.rate());
+    table.add("journal overhead (1 − sled / memory)", "%", "≤ 10 %", overhead);
+    table.add("operator CPU per Operation, sled", "ms", "", per_op(&sled));
+    table.add("operator CPU per Operation, memory", "ms", "", per_op(&memory));
+    table.add("operator peak RSS, sled", "MB", "", sled.peak_rss_mb);
+    table.add("journal on disk per Operation", "KB", "", sled.journal_bytes_per_op.unwrap_or(f64::NAN) / 1000.0);
+    table.add(&format!("submission → child created p99, {rate}/s offered"), "ms", "≤ 100 ms", paced.to_child.p99);
+    table.add(&format!("child terminal → Operation terminal p50, {rate}/s offered"), "ms", "", paced.child_to_done.p50);
+    table.add(
+        &format!("child terminal → Operation terminal p99, {rate}/s offered"),
+        "ms",
+        "≤ 100 ms",
+        paced.child_to_done.p99,
+    );
+    table.add("trace export overhead (1 − with / without)", "%", "≤ 5 %", trace_overhead);
+}
+
 fn main() {
     let smoke = !std::env::args().any(|a| a == "--bench") || std::env::args().any(|a| a == "--quick");
     let n: usize = std::env::var("VW_OPS").ok().and_then(|v| v.parse().ok()).unwrap_or(if smoke { 12 } else { 300 });
@@ -551,17 +686,34 @@ fn main() {
         let apps = tokio::spawn(sim::app::run(client.clone(), Duration::from_millis(100)));
         // VW_SCALE=1000,10000,50000: the scale curve alone (a smoke run also draws a small one).
         let scale_totals = std::env::var("VW_SCALE").ok().map(|v| {
-            v.split(',').map(|t| t.trim().parse::<usize>().expect("VW_SCALE: totals like 1000,10000")).collect::<Vec<_>>()
+            v.split(',')
+                .map(|t| t.trim().parse::<usize>().expect("VW_SCALE: totals like 1000,10000"))
+                .collect::<Vec<_>>()
         });
         if let Some(totals) = scale_totals.clone().or_else(|| smoke.then(|| vec![10, 20])) {
             // VW_CHARTS=DIR writes the SVG charts there (docs/benchmarks for the docs' figures).
             let dir = std::env::var_os("VW_CHARTS").map(std::path::PathBuf::from);
             let tmp = tempfile::tempdir().unwrap();
             // VW_TARGETS: how many targets share the Operations (1: all on `shop`, one queue).
-            let targets = std::env::var("VW_TARGETS").ok().map(|v| v.parse().expect("VW_TARGETS: a count")).unwrap_or(100);
+            let targets =
+                std::env::var("VW_TARGETS").ok().map(|v| v.parse().expect("VW_TARGETS: a count")).unwrap_or(100);
             let targets = if smoke { targets.min(4) } else { targets };
-            let points = scale(&client, &totals, targets.max(1), dir.as_deref().unwrap_or(tmp.path())).await;
-            assert_eq!(points.len(), totals.len());
+            let charts_dir = dir.as_deref().unwrap_or(tmp.path());
+            // VW_RUNS=3: the whole curve again, each time in a new namespace on a new journal.
+            let runs = if scale_totals.is_some() { summary::runs(1) } else { 1 };
+            let mut curves = Vec::new();
+            for run in 1..=runs {
+                if runs > 1 {
+                    println!("--- scale curve, run {run} of {runs}");
+                }
+                let points = scale(&client, &totals, targets.max(1), charts_dir).await;
+                assert_eq!(points.len(), totals.len());
+                curves.push(points);
+            }
+            if runs > 1 {
+                let medians = scale_summary(&curves);
+                charts(&medians, charts_dir);
+            }
             if scale_totals.is_some() {
                 sims.abort();
                 apps.abort();
@@ -570,25 +722,16 @@ fn main() {
         }
         // A warm-up run, not reported: first watches, caches and connections.
         load(&client, n.min(30), "warmup", Journal::Sled, None, None).await;
-        let limit = api_limit(&client, n).await;
-        println!("API-server limit: {limit:.1} Operations/s (create, child, child status, Operation status, Event; 64 at a time)");
-        let sled = load(&client, n, "sled", Journal::Sled, None, None).await;
-        sled.print("operator, sled journal, all at once");
-        let memory = load(&client, n, "memory", Journal::Memory, None, None).await;
-        memory.print("operator, journal in memory, all at once");
-        let paced = load(&client, n, "paced", Journal::Sled, Some(rate), None).await;
-        paced.print(&format!("operator, sled journal, offered {rate} Operations/s"));
-        let endpoint = format!("http://{}", jaeger.otlp_grpc);
-        let traced = load(&client, n, "traced", Journal::Sled, None, Some(&endpoint)).await;
-        traced.print("operator, sled journal, every span exported to Jaeger");
-        println!("throughput / API-server limit: {:.3} (target >= 0.7)", sled.rate() / limit);
-        println!(
-            "journal overhead: sled / memory throughput {:.3} (overhead {:.1} %, target <= 10 %)",
-            sled.rate() / memory.rate(),
-            (1.0 - sled.rate() / memory.rate()) * 100.0
-        );
-        let ratio = traced.rate() / sled.rate();
-        println!("trace export: with / without {ratio:.3} (overhead {:.1} %, target <= 5 %)", (1.0 - ratio) * 100.0);
+        // VW_RUNS=3: every measured run repeated, then each figure's median, min and max.
+        let runs = summary::runs(1);
+        let mut table = summary::Summary::default();
+        for run in 1..=runs {
+            if runs > 1 {
+                println!("--- run {run} of {runs}");
+            }
+            measured(&client, n, rate, jaeger, &mut table).await;
+        }
+        println!("\nsummary of {runs} run(s), {n} Operations each:\n{}", table.markdown());
         sims.abort();
         apps.abort();
     });
