@@ -3,6 +3,7 @@
 
 pub mod child;
 pub mod conditions;
+pub mod listed;
 pub mod observe;
 pub mod op;
 pub mod outcome;

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::listed::Listed;
 use super::op::{OpState, RollbackState, UpgradeState};
 use super::world::Change;
 use super::{State, Touched, ops_on_target, owner_of};
@@ -25,7 +26,7 @@ pub(crate) fn observed(
     let key = obj.as_deref().and_then(ObjKey::of);
     match (event, obj, key) {
         (WatchEvent::Init, _, _) => state.world.relist_begin(resource),
-        (WatchEvent::InitApply, Some(obj), Some(key)) => state.world.relist_item(resource, key, obj.into_owned()),
+        (WatchEvent::InitApply, Some(obj), Some(key)) => state.world.relist_item(resource, key, &obj),
         (WatchEvent::InitDone, _, _) => {
             let was_synced = super::synced(&state.world);
             let (changes, ops) = state.world.relist_end(resource);
@@ -83,7 +84,7 @@ fn route(state: &State, kind: ResourceKind, key: &ObjKey, obj: Option<&Value>, t
 
 fn relist_ops(
     state: &mut State,
-    fresh: std::collections::BTreeMap<ObjKey, Value>,
+    fresh: std::collections::BTreeMap<ObjKey, Listed>,
     at: DateTime<Utc>,
     touched: &mut Touched,
 ) {
@@ -93,9 +94,10 @@ fn relist_ops(
     if std::mem::take(&mut state.first_relist) {
         let moved: Vec<OpKey> = fresh
             .iter()
-            .filter_map(|(k, obj)| {
+            .filter_map(|(k, listed)| {
                 let key = OpKey::new(k.namespace.clone(), k.name.clone());
                 let op = state.ops.get(&key)?;
+                let obj = listed.value();
                 let status = obj.get("status").and_then(|s| OperationStatus::deserialize(s).ok());
                 let same_uid = obj.pointer("/metadata/uid").and_then(Value::as_str) == Some(op.uid.as_str());
                 (same_uid && status.is_some() && status != op.last_status).then_some(key)
@@ -114,8 +116,9 @@ fn relist_ops(
     for k in gone {
         delete_op(state, &k, touched);
     }
-    for obj in fresh.values() {
-        apply_op(state, obj, at, touched);
+    // Parsed one at a time: only the text of the whole list is held at once.
+    for listed in fresh.values() {
+        apply_op(state, &listed.value(), at, touched);
     }
 }
 

@@ -1,6 +1,6 @@
 //! What the operator has observed of the cluster, folded from watch records. Relists are
-//! buffered from Init to InitDone and then swapped in, as kube's reflector store does, so a
-//! relist that coalesced missed updates (or missed deletes) converges.
+//! buffered from Init to InitDone (as compact text) and then swapped in, as kube's reflector
+//! store does, so a relist that coalesced missed updates (or missed deletes) converges.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::child::Child;
+use super::listed::Listed;
 
 use crate::api::{ApplicationInstance, OperationTemplate};
 use crate::key::ObjKey;
@@ -34,7 +35,7 @@ pub struct World {
     pub synced: BTreeSet<ResourceKind>,
     /// Relists in progress: the objects seen since Init.
     #[serde(with = "super::pairs::nested")]
-    pub relists: BTreeMap<ResourceKind, BTreeMap<ObjKey, Value>>,
+    pub relists: BTreeMap<ResourceKind, BTreeMap<ObjKey, Listed>>,
 }
 
 impl Default for World {
@@ -203,12 +204,12 @@ impl World {
         self.relists.insert(kind, BTreeMap::new());
     }
 
-    pub fn relist_item(&mut self, kind: ResourceKind, key: ObjKey, obj: Value) {
-        self.relists.entry(kind).or_default().insert(key, obj);
+    pub fn relist_item(&mut self, kind: ResourceKind, key: ObjKey, obj: &Value) {
+        self.relists.entry(kind).or_default().insert(key, Listed::new(obj));
     }
 
     /// Swaps a finished relist in and returns what changed (Operations are diffed by the caller).
-    pub fn relist_end(&mut self, kind: ResourceKind) -> (Vec<Change>, BTreeMap<ObjKey, Value>) {
+    pub fn relist_end(&mut self, kind: ResourceKind) -> (Vec<Change>, BTreeMap<ObjKey, Listed>) {
         let fresh = self.relists.remove(&kind).unwrap_or_default();
         self.synced.insert(kind);
         if kind == ResourceKind::Operation {
@@ -221,14 +222,15 @@ impl World {
                 changes.push(Change::Deleted(kind, key, old));
             }
         }
-        for (key, obj) in &fresh {
+        for (key, listed) in fresh {
+            let obj = listed.value();
             let same = match kind {
-                ResourceKind::Secret => self.secrets.contains(key),
-                _ => self.store_get(kind, key).as_ref() == Some(obj),
+                ResourceKind::Secret => self.secrets.contains(&key),
+                _ => self.store_get(kind, &key).as_ref() == Some(&obj),
             };
             if !same {
                 self.apply(kind, key.clone(), obj.clone());
-                changes.push(Change::Applied(kind, key.clone(), obj.clone()));
+                changes.push(Change::Applied(kind, key, obj));
             }
         }
         (changes, BTreeMap::new())
