@@ -17,19 +17,14 @@ use vworkspace_operator::crdgen;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's `mi_option_allow_thp` (its index in the pinned v2 `mi_option_t`; libmimalloc-sys
-/// 0.1.49 names no constant for it).
-#[cfg(not(feature = "system-alloc"))]
-const MI_OPTION_ALLOW_THP: libmimalloc_sys::mi_option_t = 37;
-
 fn main() -> anyhow::Result<()> {
-    // mimalloc asks for transparent huge pages, so a 2 MiB page stays resident while any of it is
-    // used: at 10,000 retained Operations RSS was 309 MB with them and 231 MB without
-    // (MIMALLOC_ALLOW_THP=0; docs/benchmarks.md). The environment still wins when set.
-    #[cfg(not(feature = "system-alloc"))]
-    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
-        // SAFETY: sets an option value; mimalloc reads options on each OS allocation.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ALLOW_THP, 0) };
+    // mimalloc madvises its arenas for transparent huge pages before main runs, so a 2 MiB page
+    // stayed resident while any of it was used: at 10,000 retained Operations RSS was 309 MB with
+    // them and 231 MB without (docs/benchmarks.md). MIMALLOC_ALLOW_THP=1 keeps them.
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none_or(|v| v != "1") {
+        // SAFETY: prctl with integer arguments only; it sets a flag on this process's memory map.
+        unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
     }
     let cli = Cli::parse();
     let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
