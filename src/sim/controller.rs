@@ -81,7 +81,10 @@ pub async fn run(client: kube::Client, opts: Options) {
     }
 }
 
-async fn scenario_of(client: &kube::Client, obj: &Value) -> Scenario {
+/// The child's scenario: its own annotation, else its Operation's, else Succeed. None when the
+/// Operation could not be read (the API server is down): the child waits for the next tick, so
+/// an outage never turns a dictated failure into a success.
+async fn scenario_of(client: &kube::Client, obj: &Value) -> Option<Scenario> {
     let from = |v: &Value| {
         v.pointer("/metadata/annotations")
             .and_then(|a| a.get(SCENARIO_ANNOTATION))
@@ -89,21 +92,24 @@ async fn scenario_of(client: &kube::Client, obj: &Value) -> Scenario {
             .and_then(Scenario::parse)
     };
     if let Some(s) = from(obj) {
-        return s;
+        return Some(s);
     }
     let labels = obj.pointer("/metadata/labels");
     let ns = labels.and_then(|l| l.get(LABEL_OPERATION_NAMESPACE)).and_then(Value::as_str);
     let name = labels.and_then(|l| l.get(LABEL_OPERATION)).and_then(Value::as_str);
     if let (Some(ns), Some(name)) = (ns, name) {
         let ops: Api<Operation> = Api::namespaced(client.clone(), ns);
-        if let Ok(Some(op)) = ops.get_opt(name).await
-            && let Ok(v) = serde_json::to_value(&op)
-            && let Some(s) = from(&v)
-        {
-            return s;
+        match ops.get_opt(name).await {
+            Err(_) => return None,
+            Ok(Some(op)) => {
+                if let Some(s) = serde_json::to_value(&op).ok().as_ref().and_then(from) {
+                    return Some(s);
+                }
+            }
+            Ok(None) => {}
         }
     }
-    Scenario::Succeed
+    Some(Scenario::Succeed)
 }
 
 /// One tick of one kind: the next status of every unfinished child, written up to 16 at a time
@@ -130,14 +136,18 @@ async fn tick_kind(
     // New children's scenarios (one Operation read each), looked up concurrently.
     let unknown: Vec<(String, Value)> =
         live.iter().filter(|c| !mem.scenarios.contains_key(&c.0)).map(|c| (c.0.clone(), c.4.clone())).collect();
-    let found: Vec<(String, Scenario)> = futures::stream::iter(unknown)
+    let found: Vec<(String, Option<Scenario>)> = futures::stream::iter(unknown)
         .map(|(uid, v)| async move { (uid, scenario_of(client, &v).await) })
         .buffer_unordered(16)
         .collect()
         .await;
-    mem.scenarios.extend(found);
+    mem.scenarios.extend(found.into_iter().filter_map(|(uid, s)| Some((uid, s?))));
     let mut writes = Vec::new();
     for (uid, ns, name, rv, v) in live {
+        // Its scenario is not known yet (its Operation could not be read): next tick.
+        if !mem.scenarios.contains_key(&uid) {
+            continue;
+        }
         let step = mem.steps.get(&uid).copied().unwrap_or(0);
         let shutdown = kind == ChildKind::Workflow
             && v.pointer("/spec/shutdown").is_some()
