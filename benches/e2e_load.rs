@@ -423,11 +423,7 @@ async fn scale(
 async fn clear(client: &kube::Client, namespaces: &[&str]) {
     let op_ar = support::ar::<Operation>();
     let mut kinds: Vec<ApiResource> = vec![op_ar.clone()];
-    for k in [ChildKind::Job, ChildKind::VeleroBackup, ChildKind::Workflow] {
-        let (group, version) = k.api_version().split_once('/').unwrap_or(("", k.api_version()));
-        let gvk = kube::api::GroupVersionKind::gvk(group, version, k.kind());
-        kinds.push(ApiResource::from_gvk_with_plural(&gvk, k.plural()));
-    }
+    kinds.extend(KINDS.map(|(_, k)| sim::controller::api_resource(k)));
     for ns in namespaces {
         let ops: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &op_ar);
         let names: Vec<String> = ops

@@ -145,14 +145,11 @@ async fn tick_kind(
     let mut writes = Vec::new();
     for (uid, ns, name, rv, v) in live {
         // Its scenario is not known yet (its Operation could not be read): next tick.
-        if !mem.scenarios.contains_key(&uid) {
-            continue;
-        }
+        let Some(&scenario) = mem.scenarios.get(&uid) else { continue };
         let step = mem.steps.get(&uid).copied().unwrap_or(0);
         let shutdown = kind == ChildKind::Workflow
             && v.pointer("/spec/shutdown").is_some()
             && v.pointer("/status/phase").and_then(Value::as_str) != Some("Failed");
-        let scenario = mem.scenarios.get(&uid).copied().unwrap_or(Scenario::Succeed);
         let next = if shutdown {
             Some(json!({ "phase": "Failed", "message": "Stopped with strategy 'Terminate'" }))
         } else {
