@@ -3,6 +3,7 @@
 
 pub mod child;
 pub mod conditions;
+pub mod last_status;
 pub mod listed;
 pub mod observe;
 pub mod op;
@@ -78,12 +79,17 @@ struct Ops(#[serde(with = "pairs")] BTreeMap<OpKey, Box<OpState>>);
 
 impl From<Restored> for State {
     fn from(r: Restored) -> State {
-        let Ops(ops) = r.ops;
+        let Ops(mut ops) = r.ops;
         let queues = Queues::rebuild(ops.values().map(|o| &**o));
         let mut world = r.world;
         // Children are read back as text; those of running Operations become trees again.
-        for op in ops.values().filter(|o| !o.is_terminal()) {
-            keep_children(&mut world, op);
+        // Ended Operations' statuses become digests (snapshots before digests held them whole).
+        for op in ops.values_mut() {
+            if !op.is_terminal() {
+                keep_children(&mut world, op);
+            } else if let Some(last) = op.last_status.as_mut() {
+                last.settle();
+            }
         }
         State {
             world,
@@ -236,7 +242,13 @@ fn synced(world: &World) -> bool {
 
 /// An Operation's children are kept as text once it has ended, as trees while it runs
 /// (`child::Child`).
-fn keep_children(world: &mut World, op: &OpState) {
+/// Its last status likewise becomes a digest (`last_status`).
+fn keep_children(world: &mut World, op: &mut OpState) {
+    if op.is_terminal()
+        && let Some(last) = op.last_status.as_mut()
+    {
+        last.settle();
+    }
     for s in &op.steps {
         world.keep_child(s.kind, &s.namespace, &s.name, op.is_terminal());
     }

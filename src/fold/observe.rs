@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::last_status::LastStatus;
 use super::listed::Listed;
 use super::op::{OpState, RollbackState, UpgradeState};
 use super::world::Change;
@@ -100,7 +101,9 @@ fn relist_ops(
                 let obj = listed.value();
                 let status = obj.get("status").and_then(|s| OperationStatus::deserialize(s).ok());
                 let same_uid = obj.pointer("/metadata/uid").and_then(Value::as_str) == Some(op.uid.as_str());
-                (same_uid && status.is_some() && status != op.last_status).then_some(key)
+                // A copy: the live form compares in place (first relist only).
+                let same = |s: &OperationStatus| op.last_status.clone().is_some_and(|mut last| last.same(s));
+                (same_uid && status.is_some_and(|s| !same(&s))).then_some(key)
             })
             .collect();
         for k in moved {
@@ -259,5 +262,5 @@ fn adopt(op: &mut OpState, status: OperationStatus) {
             rollback: RollbackState::None,
         });
     }
-    op.last_status = Some(status);
+    op.last_status = Some(LastStatus::new(status, op.is_terminal()));
 }

@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::conditions::Conditions;
-use crate::api::{EngineStatus, OperationSpec, OperationStatus, OperationTemplateSpec, PlannedChild};
+use super::last_status::LastStatus;
+use crate::api::{EngineStatus, OperationSpec, OperationTemplateSpec, PlannedChild};
 use crate::command::HelmHook;
 use crate::engine::EngineKind;
 use crate::key::OpKey;
@@ -39,7 +40,7 @@ pub struct OpState {
     pub plan: Vec<PlannedChild>,
     pub queue_position: Option<u32>,
     /// Last status sent (or adopted from the cluster); a patch goes out only when it differs.
-    pub last_status: Option<OperationStatus>,
+    pub last_status: Option<LastStatus>,
     pub timers: BTreeMap<TimerKind, DateTime<Utc>>,
     /// Commands sent and not yet answered, by ID.
     pub pending: BTreeMap<String, Pending>,

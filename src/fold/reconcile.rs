@@ -4,6 +4,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 
 use super::conditions::{Transition, human_duration};
+use super::last_status::LastStatus;
 use super::op::{CancelState, CreateState, OpState, Pending, RollbackState, StepState, UpgradeState};
 use super::preconditions::{self, Preconditions};
 use super::queue::Queues;
@@ -814,15 +815,8 @@ pub fn build_status(op: &OpState, now: DateTime<Utc>) -> OperationStatus {
 /// Sends the status when anything but the running duration changed.
 fn emit_status(op: &mut OpState, env: &Env<'_>, out: &mut Vec<Command>) {
     let status = build_status(op, env.now);
-    // Compared in place, with the duration swapped in for the check (no copy of the status).
-    let same = op.last_status.as_mut().is_some_and(|last| {
-        let duration = std::mem::replace(&mut last.duration, status.duration.clone());
-        let same = *last == status;
-        last.duration = duration;
-        same
-    });
-    if !same {
-        op.last_status = Some(status.clone());
+    if !op.last_status.as_mut().is_some_and(|last| last.same(&status)) {
+        op.last_status = Some(LastStatus::new(status.clone(), op.is_terminal()));
         op.emit(Action::PatchStatus { status: Box::new(status) }, Some(Pending::Status), out);
     }
 }
