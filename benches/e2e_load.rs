@@ -419,7 +419,7 @@ async fn scale(
 
 /// Removes a finished curve's Operations and children, so the next curve's operator (on a new
 /// journal) does not list them: the finalizers are taken off (the operator is stopped), then
-/// every kind is deleted by collection.
+/// every kind is deleted by collection, a page at a time, until its list is empty.
 async fn clear(client: &kube::Client, namespaces: &[&str]) {
     let op_ar = support::ar::<Operation>();
     let mut kinds: Vec<ApiResource> = vec![op_ar.clone()];
@@ -442,7 +442,16 @@ async fn clear(client: &kube::Client, namespaces: &[&str]) {
             .await;
         for ar in &kinds {
             let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, ar);
-            let _ = api.delete_collection(&DeleteParams::default(), &ListParams::default()).await;
+            // A collection of 10,000 can outlast one request: delete in pages until none is left
+            // (the three-run curve of 2026-11-27 saw runs 2 and 3 list what run 1 had left).
+            let page = ListParams::default().limit(500);
+            for _ in 0..200 {
+                let _ = api.delete_collection(&DeleteParams::default(), &page).await;
+                match api.list_metadata(&ListParams::default().limit(1)).await {
+                    Ok(l) if l.items.is_empty() => break,
+                    _ => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
         }
     }
 }
