@@ -40,6 +40,7 @@ pub struct OpState {
     pub plan: Vec<PlannedChild>,
     pub queue_position: Option<u32>,
     /// Last status sent (or adopted from the cluster); a patch goes out only when it differs.
+    /// A digest once the Operation has ended (`last_status`).
     pub last_status: Option<LastStatus>,
     pub timers: BTreeMap<TimerKind, DateTime<Utc>>,
     /// Commands sent and not yet answered, by ID.
