@@ -20,11 +20,13 @@ pub enum LastStatus {
 pub struct Digest(pub [u8; 16]);
 
 impl Digest {
-    pub fn of(status: &OperationStatus) -> Self {
+    /// The duration is taken out for the hash and put back (no copy of the status).
+    pub fn of(status: &mut OperationStatus) -> Self {
         let mut h = Sha256::new();
-        let without = OperationStatus { duration: None, ..status.clone() };
+        let duration = status.duration.take();
         // Writing into a hasher cannot fail, nor can serialising a plain struct.
-        let _ = serde_json::to_writer(&mut h, &without);
+        let _ = serde_json::to_writer(&mut h, &*status);
+        status.duration = duration;
         let mut out = [0; 16];
         out.copy_from_slice(&h.finalize()[..16]);
         Self(out)
@@ -51,18 +53,18 @@ const PREFIX: &str = "sha256-128:";
 
 impl LastStatus {
     /// The status as sent; a digest if its Operation has ended.
-    pub fn new(status: OperationStatus, terminal: bool) -> Self {
-        if terminal { LastStatus::Settled(Digest::of(&status)) } else { LastStatus::Live(Box::new(status)) }
+    pub fn new(mut status: OperationStatus, terminal: bool) -> Self {
+        if terminal { LastStatus::Settled(Digest::of(&mut status)) } else { LastStatus::Live(Box::new(status)) }
     }
 
-    /// Whether `status` says the same, the duration aside.
-    pub fn same(&mut self, status: &OperationStatus) -> bool {
+    /// Whether `status` says the same, the duration aside. `status` is handed back as it came.
+    pub fn same(&self, status: &mut OperationStatus) -> bool {
         match self {
             LastStatus::Live(last) => {
                 // Compared in place, with the duration swapped in for the check (no copy).
-                let duration = std::mem::replace(&mut last.duration, status.duration.clone());
+                let duration = std::mem::replace(&mut status.duration, last.duration.clone());
                 let same = **last == *status;
-                last.duration = duration;
+                status.duration = duration;
                 same
             }
             LastStatus::Settled(d) => *d == Digest::of(status),
@@ -124,10 +126,12 @@ mod tests {
     #[test]
     fn both_forms_ignore_the_duration_and_see_any_other_change() {
         for terminal in [false, true] {
-            let mut last = LastStatus::new(status(OperationPhase::Succeeded, "3s"), terminal);
+            let last = LastStatus::new(status(OperationPhase::Succeeded, "3s"), terminal);
             assert_eq!(matches!(last, LastStatus::Settled(_)), terminal);
-            assert!(last.same(&status(OperationPhase::Succeeded, "9s")));
-            assert!(!last.same(&status(OperationPhase::Failed, "3s")));
+            let mut later = status(OperationPhase::Succeeded, "9s");
+            assert!(last.same(&mut later));
+            assert_eq!(later, status(OperationPhase::Succeeded, "9s"), "handed back as it came");
+            assert!(!last.same(&mut status(OperationPhase::Failed, "3s")));
         }
         let mut live = LastStatus::new(status(OperationPhase::Succeeded, "3s"), false);
         live.settle();

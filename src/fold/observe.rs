@@ -101,9 +101,8 @@ fn relist_ops(
                 let obj = listed.value();
                 let status = obj.get("status").and_then(|s| OperationStatus::deserialize(s).ok());
                 let same_uid = obj.pointer("/metadata/uid").and_then(Value::as_str) == Some(op.uid.as_str());
-                // A copy: the live form compares in place (first relist only).
-                let same = |s: &OperationStatus| op.last_status.clone().is_some_and(|mut last| last.same(s));
-                (same_uid && status.is_some_and(|s| !same(&s))).then_some(key)
+                let same = |mut s: OperationStatus| op.last_status.as_ref().is_some_and(|last| last.same(&mut s));
+                (same_uid && status.is_some_and(|s| !same(s))).then_some(key)
             })
             .collect();
         for k in moved {

@@ -814,8 +814,8 @@ pub fn build_status(op: &OpState, now: DateTime<Utc>) -> OperationStatus {
 
 /// Sends the status when anything but the running duration changed.
 fn emit_status(op: &mut OpState, env: &Env<'_>, out: &mut Vec<Command>) {
-    let status = build_status(op, env.now);
-    if !op.last_status.as_mut().is_some_and(|last| last.same(&status)) {
+    let mut status = build_status(op, env.now);
+    if !op.last_status.as_ref().is_some_and(|last| last.same(&mut status)) {
         op.last_status = Some(LastStatus::new(status.clone(), op.is_terminal()));
         op.emit(Action::PatchStatus { status: Box::new(status) }, Some(Pending::Status), out);
     }
