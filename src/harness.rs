@@ -41,6 +41,9 @@ pub struct Harness {
     pub deliver_child_events: bool,
     /// When false, status patches are not echoed back as watch events.
     pub echo_status: bool,
+    /// When true, a created child's watch event arrives before the create's outcome (a race the
+    /// runtime sees whenever the watch is quicker than the HTTP response).
+    pub child_event_first: bool,
     /// Check after every record that reconciling again would send nothing (`fold::unsettled`).
     pub check_settled: bool,
 }
@@ -242,8 +245,12 @@ impl Harness {
                                 .is_some()
                             );
                             self.objects.insert((rk, key.clone()), obj);
+                            let first = self.deliver_child_events && self.child_event_first;
+                            if first {
+                                self.echo(rk, key.clone(), WatchEvent::Apply);
+                            }
                             self.outcome(&c, OutcomeResult::Ok, "", OutcomeData::None);
-                            if self.deliver_child_events {
+                            if self.deliver_child_events && !first {
                                 self.echo(rk, key, WatchEvent::Apply);
                             }
                         }

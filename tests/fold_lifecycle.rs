@@ -48,6 +48,20 @@ fn velero_backup_succeeds_with_finalizer_outputs_and_events() {
 }
 
 #[test]
+fn a_child_seen_before_its_create_outcome_keeps_its_own_progress() {
+    let mut h = world();
+    h.child_event_first = true;
+    submit(&mut h, operation("nightly", "Backup", Some("velero"), json!({})));
+    assert_eq!(cond(&h, "nightly", "Progressing"), ("True".into(), "Queued".into()));
+    // The late outcome must not flip Progressing to ChildCreated and back to Queued.
+    let events = h.event_reasons("nightly");
+    assert_eq!(events, ["Valid", "Met", "Queued"], "events: {events:?}");
+    let (kind, ns, name) = only_child(&h, "nightly");
+    h.set_child_status(kind, &ns, &name, json!({ "phase": "Completed", "errors": 0, "warnings": 0 }));
+    assert_terminal(&h, "nightly", "True", "Completed", "Succeeded");
+}
+
+#[test]
 fn velero_backup_partial_failure_keeps_backup_linked() {
     let mut h = world();
     submit(&mut h, operation("b", "Backup", Some("velero"), json!({})));

@@ -138,7 +138,11 @@ fn create(op: &mut OpState, step: u32, o: &Outcome, now: DateTime<Utc>, out: &mu
     match o.result {
         R::Ok | R::AlreadyExistsOurs => {
             st.create = CreateState::Created;
-            op.set(C::Progressing, S::True, reason::CHILD_CREATED, format!("created {what}"), now, out);
+            // A child already seen has mapped its own status onto Progressing; saying
+            // "created" over it would flip the condition there and back, two Events for nothing.
+            if !st.seen {
+                op.set(C::Progressing, S::True, reason::CHILD_CREATED, format!("created {what}"), now, out);
+            }
         }
         R::AlreadyExistsForeign => op.finish(false, reason::REJECTED, super::op::foreign_child(&what), now, out),
         R::Forbidden | R::Invalid | R::NotFound => op.finish(
