@@ -63,6 +63,10 @@ pub enum Command {
         /// effector, and resumes under half of it.
         #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
         max_queued_commands: u64,
+        /// At most this many Operations run at once (accepted and not ended, those waiting for
+        /// their target included); the rest wait, untouched, in creation order. 0: no cap.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32))]
+        max_active_operations: u32,
         /// `/metrics`, `/healthz`, `/readyz` and `/loglevel`; `off` serves none.
         #[arg(long, default_value = "0.0.0.0:8080")]
         http_addr: String,

@@ -86,6 +86,7 @@ fn command(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
             api_qps,
             api_burst,
             max_queued_commands,
+            max_active_operations,
             http_addr,
             audit_log,
             event_sink,
@@ -138,6 +139,7 @@ fn command(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
                         commands: max_queued_commands as usize,
                         ..Default::default()
                     },
+                    max_active: (max_active_operations > 0).then_some(max_active_operations),
                     ..Default::default()
                 };
                 vworkspace_operator::run::run_until(client, opts, terminated()).await.context("the operator stopped")

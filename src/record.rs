@@ -40,6 +40,9 @@ pub struct Started {
     /// The shard this process serves: its journal holds only that shard's Operations.
     #[serde(default)]
     pub shard: crate::shard::Shard,
+    /// At most this many Operations run at once (`fold::admission`); none: no cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_active: Option<u32>,
 }
 
 impl RecordBody {

@@ -59,6 +59,9 @@ pub struct Options {
     pub shard: crate::shard::Shard,
     /// Queue bounds past which the Operation watch pauses (backpressure).
     pub bounds: crate::pressure::Bounds,
+    /// At most this many Operations run at once; the rest wait in creation order
+    /// (`fold::admission`). `None`: no cap.
+    pub max_active: Option<u32>,
 }
 
 impl Default for Options {
@@ -76,6 +79,7 @@ impl Default for Options {
             drain: Duration::from_secs(20),
             shard: crate::shard::Shard::default(),
             bounds: crate::pressure::Bounds::default(),
+            max_active: None,
         }
     }
 }
@@ -252,7 +256,7 @@ pub async fn run_until(
         pressure.clone(),
     ));
     // Before any watch record: the fold waits for this process's relists before acting.
-    let _ = tx.send(RecordBody::Started(crate::record::Started { shard: opts.shard }));
+    let _ = tx.send(RecordBody::Started(crate::record::Started { shard: opts.shard, max_active: opts.max_active }));
     tracing::info!(shard = %opts.shard, "serving shard");
     let own = crate::ownership::Ownership::new(client.clone(), opts.shard);
     let ingest = AbortOnDrop(tokio::spawn(crate::ingest::run(

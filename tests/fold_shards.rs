@@ -13,7 +13,7 @@ use vworkspace_operator::shard::{Shard, owner};
 const BASE: [ResourceKind; 4] = ResourceKind::BASE;
 
 fn started(h: &mut vworkspace_operator::harness::Harness, shard: Shard) -> usize {
-    h.record(RecordBody::Started(Started { shard })).len()
+    h.record(RecordBody::Started(Started { shard, ..Default::default() })).len()
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! PURE. `step(state, record) -> commands`: the one place where the operator decides anything.
 //! No clock (time is `record.at`), no I/O, no randomness, no unordered-map iteration.
 
+pub mod admission;
 pub mod child;
 pub mod conditions;
 pub mod last_status;
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::command::Command;
 use crate::key::{ObjKey, OpKey};
 use crate::record::{Record, RecordBody, ResourceKind};
+use admission::Admission;
 use op::OpState;
 use queue::{Queues, Slot};
 use reconcile::Env;
@@ -55,6 +57,12 @@ pub struct State {
     /// The per-target queues in queue order; derived from `ops`, so snapshots leave it out.
     #[serde(skip)]
     pub queues: Queues,
+    /// The cap on Operations run at once (from the latest Started record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_active: Option<u32>,
+    /// Who runs and who waits under that cap; derived from `ops`.
+    #[serde(skip)]
+    pub admission: Admission,
 }
 
 /// A snapshot's `State`; the queue index is rebuilt from its Operations. Generic in its two
@@ -71,6 +79,8 @@ struct Restored<W = World, O = Ops> {
     shard: crate::shard::Shard,
     #[serde(default)]
     first_relist: bool,
+    #[serde(default)]
+    max_active: Option<u32>,
 }
 
 /// The Operations as a snapshot holds them: `[key, state]` pairs.
@@ -81,6 +91,7 @@ impl From<Restored> for State {
     fn from(r: Restored) -> State {
         let Ops(mut ops) = r.ops;
         let queues = Queues::rebuild(ops.values().map(|o| &**o));
+        let admission = Admission::rebuild(r.max_active.map(|n| n as usize), ops.iter().map(|(k, o)| (k, &**o)));
         let mut world = r.world;
         // Children are read back as text; those of running Operations become trees again.
         // Ended Operations' statuses become digests (snapshots before digests held them whole).
@@ -100,6 +111,8 @@ impl From<Restored> for State {
             shard: r.shard,
             first_relist: r.first_relist,
             queues,
+            max_active: r.max_active,
+            admission,
         }
     }
 }
@@ -125,6 +138,7 @@ impl State {
             last_seq: parts.last_seq,
             shard: parts.shard,
             first_relist: parts.first_relist,
+            max_active: parts.max_active,
         }))
     }
 
@@ -185,6 +199,9 @@ fn step_body(state: &mut State, seq: u64, at: DateTime<Utc>, body: Cow<'_, Recor
             state.world.restart_sync();
             state.shard = s.shard;
             state.first_relist = true;
+            state.max_active = s.max_active;
+            let cap = s.max_active.map(|n| n as usize);
+            state.admission = Admission::rebuild(cap, state.ops.iter().map(|(k, o)| (k, &**o)));
         }
         Some(RecordBody::Restart) => {
             for op in state.ops.values_mut() {
@@ -200,10 +217,18 @@ fn step_body(state: &mut State, seq: u64, at: DateTime<Utc>, body: Cow<'_, Recor
             }
         }
         Some(RecordBody::Outcome(o)) => {
-            if let Some(op) = state.ops.get_mut(&o.op)
-                && outcome::apply(op, o, at, &mut out)
-            {
-                touched.ops.insert(o.op.clone());
+            if let Some(op) = state.ops.get_mut(&o.op) {
+                let was_terminal = op.is_terminal();
+                if outcome::apply(op, o, at, &mut out) {
+                    state.admission.update(&o.op, op);
+                    touched.ops.insert(o.op.clone());
+                }
+                // An outcome can end it (a refused create): settle it as a reconcile would, or
+                // a snapshot would read back another state (found by random inputs).
+                if was_terminal != op.is_terminal() {
+                    keep_children(&mut state.world, op);
+                    reindex(state, &o.op);
+                }
             }
         }
     }
@@ -304,9 +329,29 @@ fn reconcile_touched(state: &mut State, touched: Touched, now: chrono::DateTime<
         return;
     }
     todo.extend(next);
-    // A started, finished or withdrawn Operation moves its target's queue: revisit the waiting
-    // Operations whose place shows differently, a bounded number of rounds.
+    // Those over the cap wait (`admission`); each slot an ending frees admits the oldest waiting
+    // one, in this same record, so no later record is needed to start it.
+    let mut todo = gated(state, todo);
+    todo.extend(state.admission.fill());
+    while !todo.is_empty() {
+        reconcile_rounds(state, todo, now, out);
+        todo = state.admission.fill().into_iter().collect();
+    }
+}
+
+/// Keeps those the admission cap lets run now; the rest wait their turn.
+fn gated(state: &State, todo: BTreeSet<OpKey>) -> BTreeSet<OpKey> {
+    if state.admission.cap().is_none() {
+        return todo;
+    }
+    todo.into_iter().filter(|k| state.ops.get(k).is_none_or(|op| state.admission.gate(k, op))).collect()
+}
+
+/// A started, finished or withdrawn Operation moves its target's queue: revisit the waiting
+/// Operations whose place shows differently, a bounded number of rounds.
+fn reconcile_rounds(state: &mut State, mut todo: BTreeSet<OpKey>, now: DateTime<Utc>, out: &mut Vec<Command>) {
     for _round in 0..4 {
+        todo = gated(state, todo);
         if todo.is_empty() {
             break;
         }
@@ -317,6 +362,7 @@ fn reconcile_touched(state: &mut State, touched: Touched, now: chrono::DateTime<
             let env = Env { world: &state.world, now, queues: &state.queues };
             let was_terminal = op.is_terminal();
             reconcile::reconcile(op, &env, out);
+            state.admission.update(&key, op);
             if was_terminal != op.is_terminal() {
                 keep_children(&mut state.world, op);
                 reindex(state, &key);

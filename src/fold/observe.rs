@@ -128,6 +128,7 @@ fn delete_op(state: &mut State, key: &OpKey, touched: &mut Touched) {
     if let Some(op) = state.ops.remove(key) {
         // Its place in the queue goes with the next reconcile, which revisits those behind it.
         touched.ops.insert(key.clone());
+        state.admission.release(key);
         state.by_uid.remove(&op.uid);
         if let Some(t) = op.target_name() {
             let tkey = (key.namespace.clone(), t.to_string());
@@ -231,6 +232,7 @@ fn apply_op(state: &mut State, obj: &Value, at: DateTime<Utc>, touched: &mut Tou
     op.generation = generation;
     op.deleting = deleting;
     op.has_finalizer = finalizer;
+    state.admission.update(&key, op);
     state.by_uid.insert(uid, key.clone());
     touched.ops.insert(key.clone());
     super::reindex(state, &key);

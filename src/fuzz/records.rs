@@ -225,9 +225,11 @@ impl<'a> Driver<'a> {
                 self.emit(RecordBody::Restart);
             }
             19 => {
-                self.emit(RecordBody::Started(Started::default()));
-                if self.input.flag() {
-                    let mask = self.input.byte();
+                let mask = self.input.flag().then(|| self.input.byte());
+                // The mask's top bit (no child kind) caps the Operations run at once: 1 or 2.
+                let max_active = mask.filter(|m| m & 0x80 != 0).map(|m| 1 + u32::from(m & 1));
+                self.emit(RecordBody::Started(Started { max_active, ..Default::default() }));
+                if let Some(mask) = mask {
                     self.discovery(mask, true);
                     self.relist_all();
                 }
