@@ -36,6 +36,7 @@ pub struct Metrics {
     pub events_failed: Counter,
     pub ingest_paused: Counter,
     pub ingest_paused_seconds: Counter<f64, AtomicU64>,
+    pub operations_waiting: Gauge,
 }
 
 fn latency() -> Histogram {
@@ -70,6 +71,7 @@ impl Metrics {
             events_failed: Counter::default(),
             ingest_paused: Counter::default(),
             ingest_paused_seconds: Counter::default(),
+            operations_waiting: Gauge::default(),
         };
         r.register("controller_runtime_reconcile", "Operations reconciled, by result", m.reconcile.clone());
         r.register(
@@ -141,6 +143,11 @@ impl Metrics {
             "vworkspace_ingest_paused_seconds",
             "Time the Operation watch spent paused by backpressure",
             m.ingest_paused_seconds.clone(),
+        );
+        r.register(
+            "vworkspace_operations_waiting",
+            "Operations waiting for a slot under --max-active-operations",
+            m.operations_waiting.clone(),
         );
         Self { registry: r, ..m }
     }

@@ -484,6 +484,7 @@ async fn fold_loop(
         m.workqueue_depth.get_or_create(&vec![("name", "journal".into())]).set(rx.len() as i64);
         out.pressure.set_records(rx.len());
         m.workqueue_depth.get_or_create(&vec![("name", "effector".into())]).set(in_flight.max(0));
+        m.operations_waiting.set(state.admission.waiting() as i64);
         since_snapshot += records.len() as u64;
         // At least every `snapshot_every` records, and no more often than one record per
         // Operation held, so the cost of snapshots stays proportional to the records folded.
