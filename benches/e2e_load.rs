@@ -124,15 +124,8 @@ impl Figures {
 
 /// The effector's calls so far, from `vworkspace_effector_commands_total` on `/metrics`.
 fn effector_calls(port: u16) -> BTreeMap<String, u64> {
-    use std::io::{Read, Write};
     let mut calls = BTreeMap::new();
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return calls };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    if s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").is_err() {
-        return calls;
-    }
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
+    let text = http_get(port, "/metrics", Duration::from_secs(5)).unwrap_or_default();
     for line in text.lines().filter(|l| l.starts_with("vworkspace_effector_commands_total{")) {
         let label = |name: &str| {
             let start = line.find(&format!("{name}=\"")).map(|i| i + name.len() + 2)?;
@@ -360,17 +353,21 @@ fn rss_mb(pid: u32) -> f64 {
     status_mb(pid, "VmRSS:")
 }
 
-/// Whether `/readyz` answers 200 (a raw HTTP/1.0 request: no client needed for one probe).
+/// Whether `/readyz` answers 200.
 fn ready(port: u16) -> bool {
+    let buf = http_get(port, "/readyz", Duration::from_secs(2)).unwrap_or_default();
+    buf.starts_with("HTTP/1.1 200") || buf.starts_with("HTTP/1.0 200")
+}
+
+/// The whole response to `GET path` on the operator's HTTP port (raw HTTP/1.0: no client needed).
+fn http_get(port: u16, path: &str, timeout: Duration) -> Option<String> {
     use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n").is_err() {
-        return false;
-    }
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let _ = s.set_read_timeout(Some(timeout));
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).ok()?;
     let mut buf = String::new();
     let _ = s.read_to_string(&mut buf);
-    buf.starts_with("HTTP/1.1 200") || buf.starts_with("HTTP/1.0 200")
+    Some(buf)
 }
 
 async fn await_ready(port: u16, operator: &mut Child) -> Duration {

@@ -222,6 +222,60 @@ pub async fn job_engine(client: &kube::Client, ns: &str) {
     apply(client, &ar::<vworkspace_operator::api::ApplicationInstance>(), Some(ns), app).await;
 }
 
+/// `operator_options` with a slow effector (two at a time, 200/s), so commands pile up.
+pub fn slow_effector_options(dir: &Path) -> vworkspace_operator::run::Options {
+    vworkspace_operator::run::Options {
+        limits: vworkspace_operator::dispatch::Limits {
+            concurrency: 2,
+            rate_per_sec: 200,
+            burst: 10,
+            ..Default::default()
+        },
+        ..operator_options(dir)
+    }
+}
+
+/// The engine and target simulators in instant mode; abort them when done.
+pub fn instant_simulators(client: &kube::Client) -> Vec<tokio::task::AbortHandle> {
+    use std::time::Duration;
+    let opts = vworkspace_operator::sim::Options { tick: Duration::from_millis(100), instant: true };
+    vec![
+        tokio::spawn(vworkspace_operator::sim::run(client.clone(), opts)).abort_handle(),
+        tokio::spawn(vworkspace_operator::sim::app::run(client.clone(), Duration::from_millis(150))).abort_handle(),
+    ]
+}
+
+/// RunCommand Operations `names` in `ns`, on target `shop`, that the simulators run to success.
+pub async fn submit_runcommands(client: &kube::Client, ns: &str, names: &[String]) {
+    for n in names {
+        let op = serde_json::json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation",
+            "metadata": { "name": n, "namespace": ns, "annotations": { "sim.vworkspace.io/scenario": "succeed" } },
+            "spec": { "type": "RunCommand", "target": { "name": "shop" } } });
+        apply(client, &ar::<vworkspace_operator::api::Operation>(), Some(ns), op).await;
+    }
+}
+
+/// Waits (up to a minute each) until every one of `names` has Succeeded, and asserts it has
+/// exactly one Job; `poll` runs at every look.
+pub async fn await_succeeded_with_one_job(client: &kube::Client, ns: &str, names: &[String], mut poll: impl FnMut()) {
+    let api: Api<vworkspace_operator::api::Operation> = Api::namespaced(client.clone(), ns);
+    for n in names {
+        let mut now = String::new();
+        for _ in 0..600 {
+            now = phase(&api, n).await;
+            poll();
+            if now == "Succeeded" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(now, "Succeeded", "{n} ends");
+        let uid = api.get(n).await.unwrap().metadata.uid.unwrap();
+        let jobs = count_children(client, vworkspace_operator::record::ChildKind::Job, &uid).await;
+        assert_eq!(jobs, 1, "{n}: exactly one Job");
+    }
+}
+
 /// Waits until nothing listens on `addr`: an aborted in-process operator's HTTP task lets go of
 /// its port on its own schedule, and a replacement on the same address must be able to bind.
 pub async fn wait_port_free(addr: std::net::SocketAddr) {
