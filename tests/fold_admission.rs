@@ -127,3 +127,36 @@ fn without_a_cap_nothing_waits() {
     }
     assert_eq!(h.state.admission.waiting(), 0);
 }
+
+#[test]
+fn an_operation_blocked_on_its_target_gives_its_slot_back() {
+    let mut h = capped(Some(1));
+    h.apply(ResourceKind::ApplicationInstance, app("t0", Some(false)));
+    run_on(&mut h, "stuck", 0);
+    assert_eq!(cond(&h, "stuck", "PreconditionsMet").0, "False", "{}", h.status(NS, "stuck"));
+    // A target that never becomes Ready must not hold every slot.
+    run_on(&mut h, "other", 1);
+    assert_eq!(h.phase(NS, "other"), "Running", "{}", h.status(NS, "other"));
+    // Once its target is Ready it starts, over the cap: it was admitted long ago.
+    h.apply(ResourceKind::ApplicationInstance, app("t0", Some(true)));
+    assert!(h.children_of("uid-stuck").len() == 1, "{}", h.status(NS, "stuck"));
+    complete(&mut h, "stuck");
+    complete(&mut h, "other");
+}
+
+#[test]
+fn a_waiting_operation_held_by_another_finalizer_takes_no_slot() {
+    let mut h = capped(Some(1));
+    run_on(&mut h, "first", 0);
+    run_on(&mut h, "second", 1);
+    run_on(&mut h, "third", 2);
+    // Deleted while it waits, but another controller's finalizer keeps it.
+    let mut third = h.get(ResourceKind::Operation, NS, "third").cloned().unwrap();
+    third["metadata"]["deletionTimestamp"] = json!(h.now.to_rfc3339());
+    third["metadata"]["finalizers"] = json!(["example.org/keep"]);
+    h.apply(ResourceKind::Operation, third);
+    assert!(h.children_of("uid-third").is_empty());
+    complete(&mut h, "first");
+    assert_eq!(h.phase(NS, "second"), "Running", "the next waiting one, not the deleted one, gets the slot");
+    complete(&mut h, "second");
+}

@@ -86,7 +86,9 @@ async fn operations_run_end_to_end_and_survive_a_restart() {
     let out = wait("Succeeded=false", "bad").await.unwrap();
     assert!(out.status.success(), "kubectl wait =false: {}", String::from_utf8_lossy(&out.stderr));
     let describe = support::ok(&support::kubectl("admin", &["-n", &ns, "describe", "operation", "ok"], None));
-    for reason in ["Valid", "Met", "ChildCreated", "Completed"] {
+    // ChildCreated only when the create's answer comes before the Job's first watch event;
+    // otherwise the Job's own progress is the first word (fold::outcome::create).
+    for reason in ["Valid", "Met", "Completed"] {
         assert!(describe.contains(reason), "describe shows the {reason} Event:\n{describe}");
     }
     let ok_op: Operation = Api::namespaced(client.clone(), &ns).get("ok").await.unwrap();

@@ -17,7 +17,8 @@ use crate::key::OpKey;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Admission {
     cap: Option<usize>,
-    /// Admitted and not ended.
+    /// Holding a slot: started, not ended, not being deleted (and, for one step, those `fill`
+    /// just admitted).
     active: BTreeSet<OpKey>,
     /// Not admitted yet, in creation order (then name).
     waiting: BTreeSet<(DateTime<Utc>, OpKey)>,
@@ -27,6 +28,13 @@ pub struct Admission {
 /// Once reconciled, an Operation has conditions; one adopted with a status has them too.
 fn admitted(op: &OpState) -> bool {
     !op.conditions.map.is_empty() || op.started.is_some()
+}
+
+/// Only a started Operation holds a slot: one blocked on its preconditions (a busy or unready
+/// target, a missing Secret) or still waiting to be accepted gives it back, so one stuck target
+/// cannot hold every slot. A deletion holds none.
+fn holds(op: &OpState) -> bool {
+    op.started.is_some() && !op.deleting
 }
 
 /// Ending one takes no slot: a deletion, a cancel before the start, a dry run.
@@ -62,7 +70,12 @@ impl Admission {
             self.release(key);
         } else if admitted(op) {
             self.forget_waiting(key);
-            self.active.insert(key.clone());
+            if holds(op) {
+                // Even over the cap: one that was blocked starts when its target frees.
+                self.active.insert(key.clone());
+            } else {
+                self.active.remove(key);
+            }
         } else if !self.active.contains(key) {
             // (Admitted by `fill` and not reconciled yet: it keeps its slot.)
             self.wait(key, op.created);

@@ -210,6 +210,7 @@ fn apply_op(state: &mut State, obj: &Value, at: DateTime<Utc>, touched: &mut Tou
         if let (Some(spec), Some(c)) = (op.spec.as_mut(), cancel) {
             spec.cancel = c;
         }
+        state.admission.update(&key, op);
         touched.ops.insert(key.clone());
         super::reindex(state, &key);
         return;
