@@ -231,7 +231,9 @@ async fn attempts<E: Execute>(
         }
         let call = exec.execute(&cmd, term.epoch).instrument(span.clone());
         let result = tokio::select! {
-            r = call => r,
+            // The deadline first: a process stopped (SIGSTOP, a long pause) past its term must
+            // not get one more write out when it wakes (the chaos split-brain test saw one).
+            biased;
             _ = tokio::time::sleep_until(term.valid_until) => {
                 // Renewals move the deadline; only a term that really ended stops us.
                 match leader::current(&leadership) {
@@ -239,6 +241,7 @@ async fn attempts<E: Execute>(
                     _ => return Finished::Abandoned,
                 }
             }
+            r = call => r,
         };
         span.record("result", format!("{:?}", result.as_ref().map(|_| R::Ok).unwrap_or_else(|(r, _)| *r)).as_str());
         let next = (delay * 2).clamp(limits.backoff_base, limits.backoff_max);
