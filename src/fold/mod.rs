@@ -220,15 +220,11 @@ fn step_body(state: &mut State, seq: u64, at: DateTime<Utc>, body: Cow<'_, Recor
             if let Some(op) = state.ops.get_mut(&o.op) {
                 let was_terminal = op.is_terminal();
                 if outcome::apply(op, o, at, &mut out) {
-                    state.admission.update(&o.op, op);
                     touched.ops.insert(o.op.clone());
                 }
-                // An outcome can end it (a refused create): settle it as a reconcile would, or
-                // a snapshot would read back another state (found by random inputs).
-                if was_terminal != op.is_terminal() {
-                    keep_children(&mut state.world, op);
-                    reindex(state, &o.op);
-                }
+                // An outcome can end it (a refused create): settled as a reconcile would, or a
+                // snapshot would read back another state (found by random inputs).
+                refile(state, &o.op, was_terminal);
             }
         }
     }
@@ -362,14 +358,21 @@ fn reconcile_rounds(state: &mut State, mut todo: BTreeSet<OpKey>, now: DateTime<
             let env = Env { world: &state.world, now, queues: &state.queues };
             let was_terminal = op.is_terminal();
             reconcile::reconcile(op, &env, out);
-            state.admission.update(&key, op);
-            if was_terminal != op.is_terminal() {
-                keep_children(&mut state.world, op);
-                reindex(state, &key);
-            }
+            refile(state, &key, was_terminal);
             requeue(state, &key, &mut next);
         }
         todo = next;
+    }
+}
+
+/// After anything that may have changed an Operation: where it stands for admission and, if it
+/// just ended, its children kept as text, its last status as a digest, its target index.
+fn refile(state: &mut State, key: &OpKey, was_terminal: bool) {
+    let Some(op) = state.ops.get_mut(key) else { return };
+    state.admission.update(key, op);
+    if was_terminal != op.is_terminal() {
+        keep_children(&mut state.world, op);
+        reindex(state, key);
     }
 }
 
