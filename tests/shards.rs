@@ -173,10 +173,11 @@ fn lease_of(ns: &str, target: &str, count: u32) -> String {
 fn ops_in(export: &Path, ns: &str, since_last_start: bool) -> BTreeSet<String> {
     let src = vworkspace_operator::replay::source::load(export).unwrap();
     let mut names = BTreeSet::new();
-    for e in &src.entries {
+    for e in src.entries() {
+        let e = e.unwrap();
         if since_last_start
             && e.header.kind == EntryKind::Discovery
-            && matches!(journal_codec::from_entry(e).map(|r| r.body), Ok(RecordBody::Started(_)))
+            && matches!(journal_codec::from_entry(&e).map(|r| r.body), Ok(RecordBody::Started(_)))
         {
             names.clear();
         }

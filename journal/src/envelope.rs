@@ -197,10 +197,44 @@ pub fn with_header<R>(
 
 pub fn decode(seq_hint: u64, bytes: &[u8]) -> Result<Entry> {
     let header = decode_header(seq_hint, bytes)?;
-    let (_, body) = split(seq_hint, bytes)?;
+    let body = &bytes[bytes.len() - 4 - header.body_len as usize..bytes.len() - 4];
     let json = decompress(body)
         .map_err(|e| Error::Damaged { seq: header.seq, why: format!("body does not decompress: {e}") })?;
     Ok(Entry { header, body: json })
+}
+
+/// Checks a frame as `decode` would, short of decompressing the body: CRC, version, header
+/// and body length. Returns the record's seq.
+pub fn check(seq_hint: u64, bytes: &[u8], scratch: &mut AlignedVec) -> Result<u64> {
+    let (payload, hlen) = check_frame(seq_hint, bytes)?;
+    scratch.clear();
+    scratch.extend_from_slice(&payload[PREFIX..PREFIX + hlen]);
+    let h = rkyv::access::<ArchivedHeader, rancor::Error>(scratch)
+        .map_err(|e| Error::Damaged { seq: seq_hint, why: format!("header does not validate: {e}") })?;
+    let version = h.version.to_native();
+    if version > FORMAT_VERSION {
+        return Err(Error::NewerFormat { found: version, supported: FORMAT_VERSION });
+    }
+    if h.body_len.to_native() as usize != payload.len() - PREFIX - hlen {
+        return Err(Error::Damaged { seq: seq_hint, why: "body length differs from the header".into() });
+    }
+    Ok(h.seq.to_native())
+}
+
+/// `decompress` into `out`, reusing its capacity.
+pub fn decompress_into(bytes: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), String> {
+    let [a, b, c, d, rest @ ..] = bytes else { return Err("shorter than its size prefix".into()) };
+    let size = u32::from_le_bytes([*a, *b, *c, *d]) as usize;
+    if size > rest.len().saturating_mul(LZ4_MAX_RATIO) {
+        return Err(format!("{size} bytes claimed from {} compressed bytes", rest.len()));
+    }
+    out.clear();
+    out.resize(size, 0);
+    let n = lz4_flex::decompress_into(rest, out).map_err(|e| e.to_string())?;
+    if n != size {
+        return Err(format!("{n} bytes decompressed, {size} claimed"));
+    }
+    Ok(())
 }
 
 /// lz4 expands at most 255-fold: one byte of a match length adds at most 255 bytes.

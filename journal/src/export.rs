@@ -16,6 +16,7 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 use crate::envelope::{self, Entry};
+use crate::raw::RawRecords;
 use crate::store::{Journal, SledJournal};
 use crate::{Error, Result};
 
@@ -87,34 +88,83 @@ pub fn read(path: &Path) -> Result<Vec<Item>> {
 
 /// Reads an export from any reader (a file, a socket, bytes in memory); `name` is for messages.
 pub fn read_from(mut r: impl Read, name: &Path) -> Result<Vec<Item>> {
+    // Grown as bytes arrive, never sized from a length the file claims.
+    let mut data = Vec::new();
+    r.read_to_end(&mut data).map_err(|e| Error::io(name, e))?;
+    let mut items = Vec::new();
+    frames(&data, name, |frame| {
+        match frame {
+            Frame::Snapshot { seq, state } => items.push(Item::Snapshot { seq, state }),
+            Frame::Record { n, at } => items.push(Item::Record(envelope::decode(n, &data[at])?)),
+        }
+        Ok(())
+    })?;
+    Ok(items)
+}
+
+/// Reads an export keeping its records as stored (checked, not decompressed): what `replay`
+/// folds one at a time. Returns the snapshot, if any, and the records.
+pub fn read_raw(path: &Path) -> Result<(Option<Snapshot>, RawRecords)> {
+    let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let mut snapshot = None;
+    let mut spans = Vec::new();
+    frames(&data, path, |frame| {
+        match frame {
+            Frame::Snapshot { seq, state } => snapshot = Some((seq, state)),
+            Frame::Record { n, at } => spans.push((n, at)),
+        }
+        Ok(())
+    })?;
+    let mut records = RawRecords::over(data);
+    let mut scratch = rkyv::util::AlignedVec::new();
+    for (n, at) in spans {
+        records.keep(n, at, &mut scratch)?;
+    }
+    Ok((snapshot, records))
+}
+
+/// A snapshot's seq and its state's bytes.
+pub type Snapshot = (u64, Vec<u8>);
+
+/// One frame of an export as `frames` hands it over.
+enum Frame {
+    Snapshot {
+        seq: u64,
+        state: Vec<u8>,
+    },
+    /// The `n`th record, at this range of the data.
+    Record {
+        n: u64,
+        at: std::ops::Range<usize>,
+    },
+}
+
+/// Walks an export's frames, checking the magic, versions, lengths, the snapshot's CRC and the
+/// end frame's count.
+fn frames(data: &[u8], name: &Path, mut each: impl FnMut(Frame) -> Result<()>) -> Result<()> {
     let p = name.display().to_string();
-    let mut head = [0u8; 12];
-    if r.read_exact(&mut head).is_err() || &head[..8] != MAGIC {
+    if data.len() < 12 || &data[..8] != MAGIC {
         return Err(Error::Foreign { path: p });
     }
-    let version = u16::from_le_bytes([head[8], head[9]]);
+    let version = u16::from_le_bytes([data[8], data[9]]);
     if version > EXPORT_VERSION {
         return Err(Error::NewerFormat { found: version, supported: EXPORT_VERSION });
     }
-    let mut items = Vec::new();
+    let mut pos = 12;
     let mut records = 0u64;
     loop {
-        let mut fh = [0u8; 5];
-        if r.read_exact(&mut fh).is_err() {
+        let Some(fh) = data.get(pos..pos + 5) else {
             return Err(Error::Truncated { path: p, why: format!("no end frame after {records} records") });
-        }
+        };
         let len = u32::from_le_bytes([fh[1], fh[2], fh[3], fh[4]]) as usize;
-        if len > 1 << 30 {
-            return Err(Error::Truncated { path: p, why: format!("frame of {len} bytes is implausible") });
-        }
-        // Grown as bytes arrive, not sized from the untrusted length: a cut file cannot make
-        // the reader reserve a gigabyte.
-        let mut bytes = Vec::with_capacity(len.min(1 << 16));
-        let got = (&mut r).take(len as u64).read_to_end(&mut bytes);
-        if !matches!(got, Ok(n) if n == len) {
+        let ty = fh[0];
+        pos += 5;
+        let Some(bytes) = data.get(pos..pos + len) else {
             return Err(Error::Truncated { path: p, why: format!("frame cut short after {records} records") });
-        }
-        match fh[0] {
+        };
+        let at = pos..pos + len;
+        pos += len;
+        match ty {
             SNAPSHOT => {
                 if len < 12 {
                     return Err(Error::Damaged { seq: 0, why: "snapshot frame too short".into() });
@@ -128,12 +178,11 @@ pub fn read_from(mut r: impl Read, name: &Path) -> Result<Vec<Item>> {
                 let seq = u64::from_le_bytes(s);
                 let state = envelope::decompress(&body[8..])
                     .map_err(|e| Error::Damaged { seq, why: format!("snapshot does not decompress: {e}") })?;
-                items.push(Item::Snapshot { seq, state });
+                each(Frame::Snapshot { seq, state })?;
             }
             RECORD => {
-                let entry = envelope::decode(records + 1, &bytes)?;
                 records += 1;
-                items.push(Item::Record(entry));
+                each(Frame::Record { n: records, at })?;
             }
             END => {
                 if len != 12 {
@@ -148,7 +197,7 @@ pub fn read_from(mut r: impl Read, name: &Path) -> Result<Vec<Item>> {
                         why: format!("end frame says {count} records, found {records}"),
                     });
                 }
-                return Ok(items);
+                return Ok(());
             }
             other => return Err(Error::Damaged { seq: records, why: format!("unknown frame type {other}") }),
         }

@@ -5,11 +5,13 @@
 //! - [`redact`]: what never reaches the disk (Secret values, managedFields, env values, ...).
 //! - [`store`]: the [`Journal`] trait and its sled implementation, with group commit,
 //!   a `durable()` barrier (sled flush + fdatasync), snapshots and compaction.
+//! - [`raw`]: records as stored, checked and decoded one at a time (replay).
 //! - [`export`]: one portable, self-describing file for incidents and replay.
 
 pub mod envelope;
 pub mod export;
 pub mod outbox;
+pub mod raw;
 pub mod redact;
 pub mod store;
 

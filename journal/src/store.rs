@@ -373,6 +373,18 @@ impl SledJournal {
         Ok(n)
     }
 
+    /// Records from `from` on as stored, checked but not decompressed (replay decodes them
+    /// one at a time).
+    pub fn raw_records(&self, from: u64) -> Result<crate::raw::RawRecords> {
+        let mut out = crate::raw::RawRecords::default();
+        let mut scratch = rkyv::util::AlignedVec::new();
+        for item in self.records.range(key(from)..) {
+            let (k, v) = item.map_err(store_err)?;
+            out.push(seq_of(&k), &v, &mut scratch)?;
+        }
+        Ok(out)
+    }
+
     /// Iterates raw values only (the floor under any scan: sled's own iteration cost).
     pub fn count_raw(&self, from: u64) -> Result<(u64, u64)> {
         let (mut n, mut bytes) = (0, 0);

@@ -2,7 +2,7 @@
 //! condition transitions, commands, outcomes), stops at a moment when asked, and checks each
 //! recorded outcome against the command this build issues for it (`--check`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -91,7 +91,8 @@ pub struct Divergence {
 #[derive(Default)]
 pub struct Pass {
     pub state: State,
-    pub timelines: BTreeMap<OpKey, Vec<Item>>,
+    /// Looked up, never iterated (views walk the folded Operations in order).
+    pub timelines: HashMap<OpKey, Vec<Item>>,
     pub records: u64,
     pub first_seq: u64,
     pub last_seq: u64,
@@ -104,7 +105,7 @@ pub struct Pass {
     /// Commands answered: ID → digest, so a repeated outcome is not a divergence.
     answered: BTreeMap<String, String>,
     objects: BTreeMap<(ResourceKind, ObjKey), Value>,
-    conditions: BTreeMap<OpKey, Vec<(String, String, String)>>,
+    conditions: HashMap<OpKey, Vec<(String, String, String)>>,
     pub signals: Vec<crate::signals::Signal>,
     projector: crate::signals::Projector,
 }
@@ -112,9 +113,11 @@ pub struct Pass {
 pub fn run(src: &Source, opts: &Options) -> Result<Pass> {
     let mut p = Pass { state: src.start.0.clone(), ..Default::default() };
     p.projector = crate::signals::Projector::seeded(&p.state);
-    let total = src.entries.len() as u64;
+    let total = src.records.len() as u64;
     let every = (total / 100).max(1);
-    for (i, e) in src.entries.iter().enumerate() {
+    let mut decoder = vworkspace_journal::raw::Decoder::default();
+    for (i, raw) in src.records.iter().enumerate() {
+        let e = decoder.decode(src.start.1 + i as u64 + 1, raw)?;
         if let Some(f) = opts.progress.filter(|_| total > 100_000 && (i as u64).is_multiple_of(every)) {
             f(i as u64, total);
         }
@@ -249,56 +252,75 @@ impl Pass {
         if !opts.check && !opts.timeline {
             return;
         }
-        let Folded { seq, at, answer, cmds, mut touched, kind, text, diff } = f;
+        let Folded { seq, at, answer, cmds, touched, kind, text, diff } = f;
         if let Some(id) = answer
             && let Some((_, c)) = self.in_flight.remove(&id)
             && opts.check
         {
             self.answered.insert(id, c.digest());
         }
-        for c in &cmds {
+        if opts.timeline {
+            self.timeline(seq, at, &cmds, touched, kind, text, diff, opts);
+        }
+        // Moved, not cloned: a status patch carries the whole status.
+        for c in cmds {
             if c.action.has_outcome() {
-                self.in_flight.insert(c.id.clone(), (seq, c.clone()));
+                self.in_flight.insert(c.id.clone(), (seq, c));
             }
         }
-        if !opts.timeline {
-            return;
-        }
+    }
+
+    /// The timeline items of one folded record: the record, transitions, commands.
+    #[allow(clippy::too_many_arguments)]
+    fn timeline(
+        &mut self,
+        seq: u64,
+        at: DateTime<Utc>,
+        cmds: &[Command],
+        mut touched: Vec<OpKey>,
+        kind: &'static str,
+        text: String,
+        diff: Option<Detail>,
+        opts: &Options,
+    ) {
         touched.retain(|k| opts.op.as_ref().is_none_or(|o| o == k));
         for k in touched {
             let line = self.timelines.entry(k.clone()).or_default();
             line.push(Item { seq, at, kind, text: text.clone(), detail: diff.clone() });
             if let Some(op) = self.state.ops.get(&k) {
-                let now: Vec<(String, String, String)> = op
-                    .conditions
-                    .map
-                    .values()
-                    .map(|c| (c.type_.clone(), c.status.as_str().to_string(), c.reason.clone()))
-                    .collect();
-                let before = self.conditions.insert(k.clone(), now.clone()).unwrap_or_default();
-                for (ty, status, reason) in &now {
-                    let old = before.iter().find(|b| &b.0 == ty);
-                    if old.is_some_and(|o| (&o.1, &o.2) == (status, reason)) {
-                        continue;
-                    }
-                    let from = old.map(|o| format!("{}/{}", o.1, o.2)).unwrap_or_else(|| "-".into());
-                    let message = op
+                let before = self.conditions.entry(k.clone()).or_default();
+                let same = before.len() == op.conditions.map.len()
+                    && before
+                        .iter()
+                        .zip(op.conditions.map.values())
+                        .all(|(b, c)| b.0 == c.type_ && b.1 == c.status.as_str() && b.2 == c.reason);
+                if !same {
+                    let now: Vec<(String, String, String)> = op
                         .conditions
                         .map
                         .values()
-                        .find(|c| &c.type_ == ty)
-                        .map(|c| c.message.clone())
-                        .unwrap_or_default();
-                    line.push(Item {
-                        seq,
-                        at,
-                        kind: "transition",
-                        text: format!(
-                            "{ty}: {from} -> {status}/{reason}{}",
-                            if message.is_empty() { String::new() } else { format!(": {message}") }
-                        ),
-                        detail: None,
-                    });
+                        .map(|c| (c.type_.clone(), c.status.as_str().to_string(), c.reason.clone()))
+                        .collect();
+                    let before = std::mem::replace(before, now);
+                    for c in op.conditions.map.values() {
+                        let (ty, status, reason) = (&c.type_, c.status.as_str(), &c.reason);
+                        let old = before.iter().find(|b| &b.0 == ty);
+                        if old.is_some_and(|o| (o.1.as_str(), &o.2) == (status, reason)) {
+                            continue;
+                        }
+                        let from = old.map(|o| format!("{}/{}", o.1, o.2)).unwrap_or_else(|| "-".into());
+                        let message = &c.message;
+                        line.push(Item {
+                            seq,
+                            at,
+                            kind: "transition",
+                            text: format!(
+                                "{ty}: {from} -> {status}/{reason}{}",
+                                if message.is_empty() { String::new() } else { format!(": {message}") }
+                            ),
+                            detail: None,
+                        });
+                    }
                 }
             }
             for c in cmds.iter().filter(|c| c.op == k) {

@@ -1,10 +1,11 @@
-//! Loading a journal for replay: every record, and the snapshot to start from when the head of
-//! the journal was compacted away.
+//! Loading a journal for replay: every record as stored (checked, still compressed; the pass
+//! decodes one at a time), and the snapshot to start from when the head of the journal was
+//! compacted away.
 
 use std::path::Path;
 
-use vworkspace_journal::export::{self, Item};
-use vworkspace_journal::{Entry, Journal, SledJournal};
+use vworkspace_journal::raw::{Decoder, RawRecords};
+use vworkspace_journal::{Entry, Journal, SledJournal, export};
 
 use super::{Error, Result};
 use crate::fold::State;
@@ -15,7 +16,16 @@ pub struct Source {
     /// The state to fold from, and the seq it covers (0: from nothing).
     pub start: (State, u64),
     /// Records after `start`, in seq order.
-    pub entries: Vec<Entry>,
+    pub records: RawRecords,
+}
+
+impl Source {
+    /// Every record decoded, each in its own allocation (tools and tests; the pass decodes
+    /// into one reused record instead).
+    pub fn entries(&self) -> impl Iterator<Item = Result<Entry>> + '_ {
+        let mut d = Decoder::default();
+        self.records.iter().map(move |raw| Ok(d.decode(0, raw)?.clone()))
+    }
 }
 
 pub fn load(path: &Path) -> Result<Source> {
@@ -23,23 +33,13 @@ pub fn load(path: &Path) -> Result<Source> {
         return Err(Error::Missing(path.to_path_buf()));
     }
     let name = path.display().to_string();
-    let (snapshot, entries) = if path.is_dir() {
+    let (snapshot, mut records) = if path.is_dir() {
         let j = SledJournal::open_existing(path)?;
-        let snap = j.latest_snapshot()?;
-        let entries = j.read_from(0).collect::<Result<Vec<_>, _>>()?;
-        (snap, entries)
+        (j.latest_snapshot()?, j.raw_records(0)?)
     } else {
-        let mut snap = None;
-        let mut entries = Vec::new();
-        for item in export::read(path)? {
-            match item {
-                Item::Snapshot { seq, state } => snap = Some((seq, state)),
-                Item::Record(e) => entries.push(e),
-            }
-        }
-        (snap, entries)
+        export::read_raw(path)?
     };
-    let Some(first) = entries.first().map(|e| e.header.seq) else { return Err(Error::Empty(name)) };
+    let Some(first) = records.first_seq() else { return Err(Error::Empty(name)) };
     // Fold from nothing when the journal is whole; else from the snapshot it was compacted to.
     let start = if first <= 1 {
         (State::default(), 0)
@@ -50,7 +50,6 @@ pub fn load(path: &Path) -> Result<Source> {
         let state = serde_json::from_slice(&bytes).map_err(|e| Error::Snapshot { seq, why: e.to_string() })?;
         (state, seq)
     };
-    let from = start.1;
-    let entries = entries.into_iter().filter(|e| e.header.seq > from).collect();
-    Ok(Source { name, start, entries })
+    records.drop_through(start.1)?;
+    Ok(Source { name, start, records })
 }

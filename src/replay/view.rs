@@ -59,8 +59,13 @@ fn op_view(p: &Pass, k: &OpKey, op: &OpState) -> Value {
 pub fn render_text(journal: &str, p: &Pass, opts: &Options) -> String {
     let mut out = String::new();
     head_text(&head(journal, p), &mut out);
+    let mut pending: std::collections::BTreeMap<&OpKey, Vec<(&String, u64, &crate::command::Command)>> =
+        Default::default();
+    for (id, (seq, c)) in &p.in_flight {
+        pending.entry(&c.op).or_default().push((id, *seq, c));
+    }
     for (k, op) in operations(p, opts) {
-        op_text(&op_view(p, k, op), &mut out);
+        op_text_of(p, k, op, pending.get(k).map(Vec::as_slice).unwrap_or_default(), &mut out);
     }
     if opts.check {
         check_text(&check(p), &mut out);
@@ -133,6 +138,47 @@ fn op_text(op: &Value, out: &mut String) {
     }
     if let Some(o) = op["outputs"].as_object().filter(|o| !o.is_empty()) {
         let list: Vec<String> = o.iter().map(|(k, v)| format!("{k}={}", s(v))).collect();
+        let _ = writeln!(out, "     outputs {}", list.join(" "));
+    }
+}
+
+/// `op_text(&op_view(..))` straight from the pass: building each Operation's view as JSON
+/// first took an eighth of a million-record replay.
+fn op_text_of(
+    p: &Pass,
+    k: &OpKey,
+    op: &OpState,
+    pending: &[(&String, u64, &crate::command::Command)],
+    out: &mut String,
+) {
+    let _ = writeln!(out, "\n== {k}  {}  uid {}", op.conditions.phase().as_str(), op.uid);
+    for i in p.timelines.get(k).into_iter().flatten() {
+        // As chrono's serde writes it (`at` in the JSON view).
+        let at = i.at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        let _ = writeln!(out, "{:>8}  {at:<27}  {:<10}  {}", i.seq, i.kind, i.text);
+    }
+    let _ = writeln!(out, "   state:");
+    for c in op.conditions.map.values() {
+        let _ = writeln!(out, "     {:<16} {:<7} {:<22} {}", c.type_, c.status.as_str(), c.reason, c.message);
+    }
+    for c in &op.steps {
+        let _ = writeln!(
+            out,
+            "     child {} {} {}/{} create={:?} seen={} done={}",
+            c.step,
+            c.kind.kind(),
+            c.namespace,
+            c.name,
+            c.create,
+            c.seen,
+            c.done
+        );
+    }
+    for (id, seq, c) in pending {
+        let _ = writeln!(out, "     pending {id} (issued at seq {seq}): {}", command_text(c));
+    }
+    if !op.outputs.is_empty() {
+        let list: Vec<String> = op.outputs.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let _ = writeln!(out, "     outputs {}", list.join(" "));
     }
 }
