@@ -25,6 +25,21 @@ fn write_out(out: Option<&Path>, text: &str) -> Result<()> {
     }
 }
 
+/// Streams the text view to the file or standard output.
+fn write_text_out(out: Option<&Path>, f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+    match out {
+        Some(p) => {
+            let file = std::fs::File::create(p).with_context(|| format!("writing {}", p.display()))?;
+            let mut w = std::io::BufWriter::new(file);
+            f(&mut w).and_then(|()| w.flush()).with_context(|| format!("writing {}", p.display()))
+        }
+        None => {
+            let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+            f(&mut w).and_then(|()| w.flush()).context("writing to standard output")
+        }
+    }
+}
+
 pub fn replay(args: ReplayArgs) -> Result<()> {
     let Some(path) = args.path else { bail!("replay needs a journal: a directory or an export file (see --help)") };
     let op = args.op.as_deref().map(replay::parse_op).transpose()?;
@@ -52,11 +67,16 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
         bail!(replay::Error::NoSuchOp(k.to_string()));
     }
     let text = match args.format {
-        Format::Text => view::render_text(&src.name, &p, &opts),
+        Format::Text => {
+            write_text_out(args.out.as_deref(), |w| view::write_text(&src.name, &p, &opts, w))?;
+            String::new()
+        }
         Format::Json => serde_json::to_string_pretty(&view::build(&src.name, &p, &opts))? + "\n",
         Format::Html => html::page(&view::build(&src.name, &p, &opts)),
     };
-    write_out(args.out.as_deref(), &text)?;
+    if args.format != Format::Text {
+        write_out(args.out.as_deref(), &text)?;
+    }
     if let Some(endpoint) = &args.otlp {
         export_traces(endpoint, &p.signals)?;
     }

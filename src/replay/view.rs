@@ -57,6 +57,15 @@ fn op_view(p: &Pass, k: &OpKey, op: &OpState) -> Value {
 /// The text view of a pass, one Operation at a time: the same text as `text(&build(..))`
 /// without holding the whole view as JSON (gigabytes for a million records).
 pub fn render_text(journal: &str, p: &Pass, opts: &Options) -> String {
+    let mut out = Vec::new();
+    // Writing to memory cannot fail, and the text is UTF-8 as written.
+    let _ = write_text(journal, p, opts, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// `render_text`, written out one Operation at a time: a million-record replay printed
+/// 200 MB, and growing that as one string cost a copy of it and its page faults.
+pub fn write_text(journal: &str, p: &Pass, opts: &Options, sink: &mut dyn std::io::Write) -> std::io::Result<()> {
     let mut out = String::new();
     head_text(&head(journal, p), &mut out);
     let mut pending: std::collections::BTreeMap<&OpKey, Vec<(&String, u64, &crate::command::Command)>> =
@@ -66,11 +75,15 @@ pub fn render_text(journal: &str, p: &Pass, opts: &Options) -> String {
     }
     for (k, op) in operations(p, opts) {
         op_text_of(p, k, op, pending.get(k).map(Vec::as_slice).unwrap_or_default(), &mut out);
+        if out.len() > 1 << 16 {
+            sink.write_all(out.as_bytes())?;
+            out.clear();
+        }
     }
     if opts.check {
         check_text(&check(p), &mut out);
     }
-    out
+    sink.write_all(out.as_bytes())
 }
 
 fn s(v: &Value) -> &str {
