@@ -88,8 +88,8 @@ pub fn read(path: &Path) -> Result<Vec<Item>> {
 
 /// Reads an export from any reader (a file, a socket, bytes in memory); `name` is for messages.
 pub fn read_from(mut r: impl Read, name: &Path) -> Result<Vec<Item>> {
+    let mut data = head(&mut r, name)?;
     // Grown as bytes arrive, never sized from a length the file claims.
-    let mut data = Vec::new();
     r.read_to_end(&mut data).map_err(|e| Error::io(name, e))?;
     let mut items = Vec::new();
     frames(&data, name, |frame| {
@@ -105,7 +105,9 @@ pub fn read_from(mut r: impl Read, name: &Path) -> Result<Vec<Item>> {
 /// Reads an export keeping its records as stored (checked, not decompressed): what `replay`
 /// folds one at a time. Returns the snapshot, if any, and the records.
 pub fn read_raw(path: &Path) -> Result<(Option<Snapshot>, RawRecords)> {
-    let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut data = head(&mut file, path)?;
+    file.read_to_end(&mut data).map_err(|e| Error::io(path, e))?;
     let mut snapshot = None;
     let mut spans = Vec::new();
     frames(&data, path, |frame| {
@@ -121,6 +123,16 @@ pub fn read_raw(path: &Path) -> Result<(Option<Snapshot>, RawRecords)> {
         records.keep(n, at, &mut scratch)?;
     }
     Ok((snapshot, records))
+}
+
+/// The first 12 bytes, refused at once unless they start an export: a foreign file is not
+/// read into memory whole to find that out.
+fn head(r: &mut impl Read, name: &Path) -> Result<Vec<u8>> {
+    let mut head = vec![0u8; 12];
+    if r.read_exact(&mut head).is_err() || &head[..8] != MAGIC {
+        return Err(Error::Foreign { path: name.display().to_string() });
+    }
+    Ok(head)
 }
 
 /// A snapshot's seq and its state's bytes.
