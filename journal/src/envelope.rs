@@ -168,7 +168,7 @@ pub fn decode_header(seq_hint: u64, bytes: &[u8]) -> Result<Header> {
     let (h, body) = split(seq_hint, bytes)?;
     let archived = rkyv::access::<ArchivedHeader, rancor::Error>(&h)
         .map_err(|e| Error::Damaged { seq: seq_hint, why: format!("header does not validate: {e}") })?;
-    let header: Header = rkyv::deserialize::<Header, rancor::Error>(archived)
+    let mut header: Header = rkyv::deserialize::<Header, rancor::Error>(archived)
         .map_err(|e| Error::Damaged { seq: seq_hint, why: format!("header: {e}") })?;
     if header.version > FORMAT_VERSION {
         return Err(Error::NewerFormat { found: header.version, supported: FORMAT_VERSION });
@@ -176,7 +176,8 @@ pub fn decode_header(seq_hint: u64, bytes: &[u8]) -> Result<Header> {
     if header.body_len as usize != body.len() {
         return Err(Error::Damaged { seq: seq_hint, why: "body length differs from the header".into() });
     }
-    Ok(upcast(header))
+    upcast(&mut header);
+    Ok(header)
 }
 
 /// Checks a record's CRC and gives its archived header to `f`, reusing `buf` for alignment:
@@ -221,7 +222,7 @@ pub fn check(seq_hint: u64, bytes: &[u8], scratch: &mut AlignedVec) -> Result<u6
     Ok(h.seq.to_native())
 }
 
-/// `decompress` into `out`, reusing its capacity.
+/// `decompress` into `out`, reusing its capacity (one replay buffer for every record).
 pub fn decompress_into(bytes: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), String> {
     let [a, b, c, d, rest @ ..] = bytes else { return Err("shorter than its size prefix".into()) };
     let size = u32::from_le_bytes([*a, *b, *c, *d]) as usize;
@@ -244,20 +245,15 @@ pub(crate) const LZ4_MAX_RATIO: usize = 255;
 /// prefix more than the bytes can expand to is refused first: a damaged or forged record
 /// claiming 4 GiB must not make the reader allocate 4 GiB (found by fuzzing, tests/fuzz/).
 pub fn decompress(bytes: &[u8]) -> std::result::Result<Vec<u8>, String> {
-    if let [a, b, c, d, rest @ ..] = bytes {
-        let size = u32::from_le_bytes([*a, *b, *c, *d]) as usize;
-        if size > rest.len().saturating_mul(LZ4_MAX_RATIO) {
-            return Err(format!("{size} bytes claimed from {} compressed bytes", rest.len()));
-        }
-    }
-    lz4_flex::decompress_size_prepended(bytes).map_err(|e| e.to_string())
+    let mut out = Vec::new();
+    decompress_into(bytes, &mut out)?;
+    Ok(out)
 }
 
 /// Brings an older header up to the current version. Version 1 is the first; a future v2
 /// adds its conversion here (docs/journal-format.md).
-fn upcast(mut h: Header) -> Header {
+pub(crate) fn upcast(h: &mut Header) {
     h.version = FORMAT_VERSION;
-    h
 }
 
 #[cfg(test)]
