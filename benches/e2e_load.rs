@@ -333,6 +333,8 @@ struct ScalePoint {
     restart_secs: f64,
     /// Resident memory of the restarted process once ready (the journal restored).
     restart_rss_mb: f64,
+    /// API calls the restarted process made for retained Operations, until they stopped.
+    restart_calls: u64,
 }
 
 impl ScalePoint {
@@ -351,6 +353,22 @@ impl ScalePoint {
 
 fn rss_mb(pid: u32) -> f64 {
     status_mb(pid, "VmRSS:")
+}
+
+/// The restarted process's API calls, once no new one has come for two seconds (at most 300 s):
+/// the Operations are all ended, so whatever it sends is re-sent.
+async fn calls_settled(port: u16) -> u64 {
+    let total = move || tokio::task::spawn_blocking(move || effector_calls(port).values().sum::<u64>());
+    let start = Instant::now();
+    let mut last = total().await.unwrap();
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = total().await.unwrap();
+        if now == last || start.elapsed() > Duration::from_secs(300) {
+            return now;
+        }
+        last = now;
+    }
 }
 
 /// Whether `/readyz` answers 200.
@@ -420,6 +438,7 @@ async fn scale(
         let journal_bytes = support::dir_size(&jdir);
         op = operator(dir.path(), Some(&jdir), None, port);
         let restart = await_ready(port, &mut op).await;
+        let restart_calls = calls_settled(port).await;
         let p = ScalePoint {
             total,
             added: total - done,
@@ -429,9 +448,10 @@ async fn scale(
             journal_bytes,
             restart_secs: restart.as_secs_f64(),
             restart_rss_mb: rss_mb(op.id()),
+            restart_calls,
         };
         println!(
-            "scale {total}: +{} Operations, CPU {:.2} ms/Operation, RSS {:.0} MB ({:.1} KB/Operation; peak {:.0} MB), journal {:.1} KB/Operation, restart to ready {:.2} s (RSS then {:.0} MB)",
+            "scale {total}: +{} Operations, CPU {:.2} ms/Operation, RSS {:.0} MB ({:.1} KB/Operation; peak {:.0} MB), journal {:.1} KB/Operation, restart to ready {:.2} s (RSS then {:.0} MB), {} API calls after the restart",
             p.added,
             p.cpu_ms_per_op(),
             p.rss_mb,
@@ -439,7 +459,8 @@ async fn scale(
             p.peak_rss_mb,
             p.journal_kb_per_op(),
             p.restart_secs,
-            p.restart_rss_mb
+            p.restart_rss_mb,
+            p.restart_calls
         );
         points.push(p);
         // Drawn after each stage, so a long curve cut short still has its charts.
@@ -506,13 +527,14 @@ fn scale_summary(curves: &[Vec<ScalePoint>]) -> Vec<ScalePoint> {
             let v: Vec<f64> = stage.iter().map(|p| f(p)).collect();
             summary::spread(&v).map(|s| s.0).unwrap_or(f64::NAN)
         };
-        let figures: [Figure; 6] = [
+        let figures: [Figure; 7] = [
             ("CPU per Operation added", "ms", "flat ±20 %", ScalePoint::cpu_ms_per_op),
             ("RSS", "MB", "", |p| p.rss_mb),
             ("peak RSS", "MB", "≤ 150 MB at 10,000", |p| p.peak_rss_mb),
             ("RSS per retained Operation", "KB", "flat 10k → 50k", ScalePoint::rss_kb_per_op),
             ("journal per Operation", "KB", "", ScalePoint::journal_kb_per_op),
             ("restart to ready", "s", "", |p| p.restart_secs),
+            ("API calls after the restart", "", "", |p| p.restart_calls as f64),
         ];
         for (name, unit, target, f) in figures {
             for p in &stage {
@@ -529,6 +551,7 @@ fn scale_summary(curves: &[Vec<ScalePoint>]) -> Vec<ScalePoint> {
             journal_bytes: median(|p| p.journal_bytes as f64) as u64,
             restart_secs: median(|p| p.restart_secs),
             restart_rss_mb: median(|p| p.restart_rss_mb),
+            restart_calls: median(|p| p.restart_calls as f64) as u64,
         });
     }
     println!("\nscale curve, {} runs:\n{}", curves.len(), table.markdown());

@@ -1,13 +1,14 @@
 //! The fold's side of sharding and restarts: a new process (a Started record) acts only on what
 //! it has relisted, and a relist filtered by a new shard count forgets the Operations another
-//! shard now owns, without a command for them.
+//! shard now owns, without a command for them. A restart re-sends only what may not have run.
 
 mod common;
 
 use common::*;
 use serde_json::json;
+use vworkspace_operator::command::{Action, Command};
 use vworkspace_operator::ownership::owns_operation;
-use vworkspace_operator::record::{ChildKind, Discovery, RecordBody, ResourceKind, Started};
+use vworkspace_operator::record::{ChildKind, Discovery, Observed, RecordBody, ResourceKind, Started, WatchEvent};
 use vworkspace_operator::shard::{Shard, owner};
 
 const BASE: [ResourceKind; 4] = ResourceKind::BASE;
@@ -51,11 +52,7 @@ fn a_new_process_acts_only_after_relisting_every_kind() {
     h.relist(ResourceKind::Child(k));
     assert_eq!(h.phase(NS, "cmd"), "Succeeded", "{}", h.status(NS, "cmd"));
     assert!(h.commands.len() > commands, "it acted once synced");
-    let creates = h
-        .commands
-        .iter()
-        .filter(|c| matches!(c.action, vworkspace_operator::command::Action::CreateChild { .. }))
-        .count();
+    let creates = h.commands.iter().filter(|c| matches!(c.action, Action::CreateChild { .. })).count();
     assert_eq!(creates, 1, "no second child");
 }
 
@@ -132,4 +129,50 @@ fn a_shard_that_comes_back_adopts_what_another_shard_finished_meanwhile() {
         }),
         "nothing re-driven from the stale step: {after:?}"
     );
+}
+
+fn status_patches(cmds: &[Command]) -> Vec<String> {
+    cmds.iter().filter(|c| matches!(c.action, Action::PatchStatus { .. })).map(|c| c.op.name.clone()).collect()
+}
+
+#[test]
+fn a_restart_resends_a_status_only_if_its_patch_was_in_flight() {
+    let mut h = world();
+    h.apply(ResourceKind::ApplicationInstance, app("other", Some(true)));
+    submit(&mut h, operation("done", "RunCommand", None, json!({})));
+    let (k, ns, name) = only_child(&h, "done");
+    h.set_child_status(
+        k,
+        &ns,
+        &name,
+        json!({ "succeeded": 1, "conditions": [{ "type": "Complete", "status": "True" }] }),
+    );
+    assert_eq!(h.phase(NS, "done"), "Succeeded");
+    let mut running = operation("running", "RunCommand", None, json!({}));
+    running["spec"]["target"]["name"] = json!("other");
+    submit(&mut h, running);
+    let (k, ns, name) = only_child(&h, "running");
+    h.set_child_status(k, &ns, &name, json!({ "active": 1 }));
+    assert_eq!(h.phase(NS, "running"), "Running");
+
+    // Every status patch has its outcome in the journal: the cluster holds those statuses.
+    let cmds = h.record(RecordBody::Restart);
+    assert_eq!(status_patches(&cmds), Vec::<String>::new(), "{cmds:?}");
+    h.run(cmds);
+    h.settle();
+
+    // The child ends; its status patch goes out but the process dies before its outcome.
+    let mut child = h.get(ResourceKind::Child(k), &ns, &name).cloned().expect("child");
+    child["status"] = json!({ "succeeded": 1, "conditions": [{ "type": "Complete", "status": "True" }] });
+    let sent = h.record(RecordBody::Observed(Observed {
+        resource: ResourceKind::Child(k),
+        event: WatchEvent::Apply,
+        object: Some(child),
+    }));
+    assert_eq!(status_patches(&sent), ["running"]);
+    let cmds = h.record(RecordBody::Restart);
+    assert_eq!(status_patches(&cmds), ["running"], "only the patch in flight is sent again: {cmds:?}");
+    h.run(cmds);
+    h.settle();
+    assert_eq!(h.phase(NS, "running"), "Succeeded");
 }

@@ -110,16 +110,20 @@ impl OpState {
     }
 
     /// After a restart nothing sent is known to have run: re-derive it. Creates go out again
-    /// under the same name (AlreadyExists with our UID counts as done), the status is re-sent,
-    /// and timers are re-armed by the next reconcile.
+    /// under the same name (AlreadyExists with our UID counts as done), and timers are re-armed
+    /// by the next reconcile. The status is re-sent only if a patch of it was in flight: one
+    /// whose outcome was journaled is in the cluster (a failed one already cleared it), and
+    /// re-sending every retained Operation's status was 50,000 patches at a restart.
     pub fn forget_in_flight(&mut self) {
+        if self.has_pending(&Pending::Status) {
+            self.last_status = None;
+        }
         self.pending.clear();
         for s in &mut self.steps {
             if s.create == CreateState::Sent {
                 s.create = CreateState::NotSent;
             }
         }
-        self.last_status = None;
         self.timers.clear();
         self.finalizer_requested = false;
         self.cleanup.deletes_sent = false;
