@@ -139,21 +139,16 @@ fn status_patches(cmds: &[Command]) -> Vec<String> {
 fn a_restart_resends_a_status_only_if_its_patch_was_in_flight() {
     let mut h = world();
     h.apply(ResourceKind::ApplicationInstance, app("other", Some(true)));
-    submit(&mut h, operation("done", "RunCommand", None, json!({})));
-    let (k, ns, name) = only_child(&h, "done");
-    h.set_child_status(
-        k,
-        &ns,
-        &name,
-        json!({ "succeeded": 1, "conditions": [{ "type": "Complete", "status": "True" }] }),
-    );
-    assert_eq!(h.phase(NS, "done"), "Succeeded");
-    let mut running = operation("running", "RunCommand", None, json!({}));
-    running["spec"]["target"]["name"] = json!("other");
-    submit(&mut h, running);
+    let ended = json!({ "succeeded": 1, "conditions": [{ "type": "Complete", "status": "True" }] });
+    for (op, target, status) in [("done", "shop", ended.clone()), ("running", "other", json!({ "active": 1 }))] {
+        let mut o = operation(op, "RunCommand", None, json!({}));
+        o["spec"]["target"]["name"] = json!(target);
+        submit(&mut h, o);
+        let (k, ns, name) = only_child(&h, op);
+        h.set_child_status(k, &ns, &name, status);
+    }
+    assert_eq!([h.phase(NS, "done"), h.phase(NS, "running")], ["Succeeded", "Running"]);
     let (k, ns, name) = only_child(&h, "running");
-    h.set_child_status(k, &ns, &name, json!({ "active": 1 }));
-    assert_eq!(h.phase(NS, "running"), "Running");
 
     // Every status patch has its outcome in the journal: the cluster holds those statuses.
     let cmds = h.record(RecordBody::Restart);
@@ -163,7 +158,7 @@ fn a_restart_resends_a_status_only_if_its_patch_was_in_flight() {
 
     // The child ends; its status patch goes out but the process dies before its outcome.
     let mut child = h.get(ResourceKind::Child(k), &ns, &name).cloned().expect("child");
-    child["status"] = json!({ "succeeded": 1, "conditions": [{ "type": "Complete", "status": "True" }] });
+    child["status"] = ended;
     let sent = h.record(RecordBody::Observed(Observed {
         resource: ResourceKind::Child(k),
         event: WatchEvent::Apply,
