@@ -131,6 +131,27 @@ fn every_fixture_replays_with_check_and_matches_its_golden_timeline() {
 }
 
 #[test]
+fn records_folded_from_a_probe_fold_and_show_as_records_decoded_whole() {
+    // --check decodes every outcome whole; without it, those that change nothing are probed.
+    for (name, path) in &scenarios_on_disk() {
+        let src = source::load(path).unwrap();
+        let whole = pass::Options { check: true, timeline: true, ..Default::default() };
+        let a = pass::run(&src, &whole).unwrap();
+        for opts in [pass::Options { timeline: true, ..Default::default() }, pass::Options::default()] {
+            let b = pass::run(&src, &opts).unwrap();
+            assert!(b.probed > a.probed, "{name}: no outcome was probed ({} against {})", b.probed, a.probed);
+            assert_eq!((b.records, b.last_seq), (a.records, a.last_seq), "{name}");
+            assert_eq!(b.state, a.state, "{name}: the folded state differs");
+            if opts.timeline {
+                for key in a.state.ops.keys() {
+                    assert_eq!(b.timelines.get(key), a.timelines.get(key), "{name}: {key}'s timeline differs");
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn the_cli_output_is_byte_identical_across_runs_in_every_format() {
     for (name, path) in scenarios_on_disk() {
         for format in ["text", "json", "html"] {

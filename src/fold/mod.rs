@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::Command;
 use crate::key::{ObjKey, OpKey};
-use crate::record::{Record, RecordBody, ResourceKind};
+use crate::record::{OutcomeResult, Record, RecordBody, ResourceKind};
 use admission::Admission;
 use op::OpState;
 use queue::{Queues, Slot};
@@ -251,6 +251,28 @@ pub fn skip_echo(state: &mut State, seq: u64, key: &OpKey, meta: &observe::OpMet
     }
     if !observe::is_echo(state, key, meta) {
         return false;
+    }
+    state.last_seq = state.last_seq.max(seq);
+    true
+}
+
+/// Folds an outcome known only by its command ID and result, when that is enough: true when the
+/// record is already folded or answers a command whose outcome changes nothing the Operation
+/// reads (`outcome::inert`: an Event, a status written). `step` would only drop the command
+/// from the Operation's books then: reconciling nobody admits nobody either, since every step
+/// of a synced fold ends with the admission cap's slots filled. Replay uses it to skip decoding
+/// half of all records whole.
+pub fn skip_answered(state: &mut State, seq: u64, key: &OpKey, command_id: &str, result: &OutcomeResult) -> bool {
+    if seq != 0 && seq <= state.last_seq {
+        return true;
+    }
+    let Some(op) = state.ops.get_mut(key) else { return false };
+    let Some(pending) = op.pending.get(command_id) else { return false };
+    if !outcome::inert(pending, result) {
+        return false;
+    }
+    if op.pending.remove(command_id) == Some(op::Pending::Event) {
+        op.unsent_events.remove(command_id);
     }
     state.last_seq = state.last_seq.max(seq);
     true

@@ -8,6 +8,16 @@ use crate::command::Command;
 use crate::engine::helm_hook;
 use crate::record::{Outcome, OutcomeData, OutcomeResult as R};
 
+/// An outcome that changes nothing the Operation's reconcile reads: an Event sent, a status
+/// written (or no longer needed), a finalizer removed, a deletion done.
+pub(crate) fn inert(pending: &Pending, result: &R) -> bool {
+    match pending {
+        Pending::Event | Pending::RemoveFinalizer | Pending::DeleteOperation => true,
+        Pending::Status => result.is_success() || *result == R::NotFound || *result == R::Superseded,
+        _ => false,
+    }
+}
+
 /// Folds an outcome; false when it changed nothing the Operation's reconcile reads (an Event
 /// sent, a status written), so the fold skips reconciling it: half of all records are these.
 pub(crate) fn apply(op: &mut OpState, o: &Outcome, now: DateTime<Utc>, out: &mut Vec<Command>) -> bool {
@@ -17,12 +27,7 @@ pub(crate) fn apply(op: &mut OpState, o: &Outcome, now: DateTime<Utc>, out: &mut
         op.unsent_events.remove(&o.command_id);
     }
     let ok = o.result.is_success();
-    let inert = match pending {
-        Pending::Event | Pending::RemoveFinalizer | Pending::DeleteOperation => true,
-        Pending::Status => ok || o.result == R::NotFound || o.result == R::Superseded,
-        _ => false,
-    };
-    if inert {
+    if inert(&pending, &o.result) {
         return false;
     }
     match pending {

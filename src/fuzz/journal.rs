@@ -105,8 +105,13 @@ pub(super) fn codec(e: &Entry) {
     assert!(matches!(&back, Ok(Some(r)) if *r == rec), "record {rec:?} reads back as {back:?} after the journal",);
 }
 
-/// Replay and restart skip echoes by `op_meta` alone: it must read what the fold reads.
+/// Replay and restart skip echoes by `op_meta` alone, and replay skips answered commands by
+/// `answer` alone: each must read what the fold reads.
 pub(super) fn probe_agrees(e: &Entry, rec: &Record) {
+    if let (Some(a), RecordBody::Outcome(o)) = (journal_codec::answer(e), &rec.body) {
+        let read = (&a.command_id, &a.op, a.result, &a.message, &a.action);
+        assert_eq!(read, (&o.command_id, &o.op, o.result, &o.message, &o.action), "answer misreads {o:?}");
+    }
     if let (Some((key, meta)), RecordBody::Observed(o)) = (journal_codec::op_meta(e), &rec.body)
         && o.resource == ResourceKind::Operation
         && o.event == WatchEvent::Apply

@@ -15,7 +15,7 @@ use crate::command::{Action, Command};
 use crate::fold::{self, State};
 use crate::journal_codec;
 use crate::key::{ObjKey, OpKey};
-use crate::record::{Record, RecordBody, ResourceKind, WatchEvent};
+use crate::record::{OutcomeResult, Record, RecordBody, ResourceKind, WatchEvent};
 
 #[derive(Clone, Debug, Default)]
 pub struct Options {
@@ -94,6 +94,8 @@ pub struct Pass {
     /// Looked up, never iterated (views walk the folded Operations in order).
     pub timelines: HashMap<OpKey, Vec<Item>>,
     pub records: u64,
+    /// Of those, folded from a probe of the body (echoes, answered commands), not decoded whole.
+    pub probed: u64,
     pub first_seq: u64,
     pub last_seq: u64,
     /// Set when `--until`/`--at` stopped the pass early.
@@ -130,6 +132,9 @@ pub fn run(src: &Source, opts: &Options) -> Result<Pass> {
         if !opts.diffs && p.echo(e, opts) {
             continue;
         }
+        if !opts.diffs && !opts.check && !opts.signals && p.answered(e, opts) {
+            continue;
+        }
         let rec = journal_codec::from_entry(e)?;
         if p.first_seq == 0 {
             p.first_seq = rec.seq;
@@ -163,6 +168,31 @@ impl Pass {
             self.timelines.entry(key).or_default().push(Item { seq, at, kind: "record", text, detail: None });
         }
         self.records += 1;
+        self.probed += 1;
+        self.last_seq = seq;
+        true
+    }
+
+    /// Folds an outcome that changes nothing the Operation reads from its command ID and result
+    /// (`fold::skip_answered`), without decoding it whole; false when it must be. Books it as
+    /// `step` would: never with `--check`, which compares the whole outcome.
+    fn answered(&mut self, e: &Entry, opts: &Options) -> bool {
+        let seq = e.header.seq;
+        let Some(at) = DateTime::from_timestamp_micros(e.header.recorded_at_micros) else { return false };
+        let Some(a) = journal_codec::answer(e) else { return false };
+        if !fold::skip_answered(&mut self.state, seq, &a.op, &a.command_id, &a.result) {
+            return false;
+        }
+        if self.first_seq == 0 {
+            self.first_seq = seq;
+        }
+        if opts.timeline {
+            self.in_flight.remove(&a.command_id);
+            let text = outcome_text(&a.command_id, &a.action, &a.result, &a.message);
+            self.timeline(seq, at, &[], vec![a.op], "outcome", text, None, opts);
+        }
+        self.records += 1;
+        self.probed += 1;
         self.last_seq = seq;
         true
     }
@@ -351,17 +381,7 @@ impl Pass {
 fn record_text(e: &Entry, rec: &Record) -> (&'static str, String) {
     match &rec.body {
         RecordBody::Observed(o) => ("record", observed_text(e, o.event, o.resource)),
-        RecordBody::Outcome(o) => {
-            let msg = if o.message.is_empty() { String::new() } else { format!(": {}", o.message) };
-            (
-                "outcome",
-                format!(
-                    "outcome {} {:?}{msg}",
-                    if o.action.is_empty() { o.command_id.as_str() } else { o.action.as_str() },
-                    o.result
-                ),
-            )
-        }
+        RecordBody::Outcome(o) => ("outcome", outcome_text(&o.command_id, &o.action, &o.result, &o.message)),
         RecordBody::Timer(t) => ("record", format!("timer {:?} fired", t.timer)),
         RecordBody::Discovery(d) => ("record", format!("discovery: {} engine CRD(s) installed", d.installed.len())),
         RecordBody::Restart => ("record", "restart: commands in flight are derived again".into()),
@@ -369,6 +389,11 @@ fn record_text(e: &Entry, rec: &Record) -> (&'static str, String) {
             ("record", format!("process started (shard {}): acting once every kind is relisted", s.shard))
         }
     }
+}
+
+fn outcome_text(command_id: &str, action: &str, result: &OutcomeResult, message: &str) -> String {
+    let msg = if message.is_empty() { String::new() } else { format!(": {message}") };
+    format!("outcome {} {result:?}{msg}", if action.is_empty() { command_id } else { action })
 }
 
 fn observed_text(e: &Entry, event: WatchEvent, resource: ResourceKind) -> String {
