@@ -148,6 +148,27 @@ pub fn op_meta(e: &Entry) -> Option<(OpKey, OpMeta)> {
     Some((key, meta))
 }
 
+/// What the fold reads of an outcome, and what a timeline shows of it, parsed without its data
+/// or digest. None for any other record, or for a body it cannot read: then it is decoded whole.
+#[derive(Debug, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Answer {
+    pub command_id: String,
+    pub op: OpKey,
+    pub result: crate::record::OutcomeResult,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub action: String,
+}
+
+pub fn answer(e: &Entry) -> Option<Answer> {
+    if e.header.kind != EntryKind::Outcome {
+        return None;
+    }
+    serde_json::from_slice(&e.body).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -211,25 +232,4 @@ mod tests {
             assert_eq!(op_meta(&entry(obj.clone())), None, "for {obj}");
         }
     }
-}
-
-/// What the fold reads of an outcome, and what a timeline shows of it, parsed without its data
-/// or digest. None for any other record, or for a body it cannot read: then it is decoded whole.
-#[derive(Debug, PartialEq, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Answer {
-    pub command_id: String,
-    pub op: OpKey,
-    pub result: crate::record::OutcomeResult,
-    #[serde(default)]
-    pub message: String,
-    #[serde(default)]
-    pub action: String,
-}
-
-pub fn answer(e: &Entry) -> Option<Answer> {
-    if e.header.kind != EntryKind::Outcome {
-        return None;
-    }
-    serde_json::from_slice(&e.body).ok()
 }
