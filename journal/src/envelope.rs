@@ -143,10 +143,7 @@ fn check_frame(seq_hint: u64, bytes: &[u8]) -> Result<(&[u8], usize)> {
     if crc32c::crc32c(payload) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
         return Err(damaged("checksum mismatch"));
     }
-    let version = u16::from_le_bytes([payload[0], payload[1]]);
-    if version > FORMAT_VERSION {
-        return Err(Error::NewerFormat { found: version, supported: FORMAT_VERSION });
-    }
+    supported(u16::from_le_bytes([payload[0], payload[1]]))?;
     let hlen = u32::from_le_bytes([payload[2], payload[3], payload[4], payload[5]]) as usize;
     if PREFIX + hlen > payload.len() {
         return Err(damaged("header length past the end"));
@@ -170,13 +167,10 @@ pub fn decode_header(seq_hint: u64, bytes: &[u8]) -> Result<Header> {
         .map_err(|e| Error::Damaged { seq: seq_hint, why: format!("header does not validate: {e}") })?;
     let mut header: Header = rkyv::deserialize::<Header, rancor::Error>(archived)
         .map_err(|e| Error::Damaged { seq: seq_hint, why: format!("header: {e}") })?;
-    if header.version > FORMAT_VERSION {
-        return Err(Error::NewerFormat { found: header.version, supported: FORMAT_VERSION });
-    }
+    upcast(&mut header)?;
     if header.body_len as usize != body.len() {
         return Err(Error::Damaged { seq: seq_hint, why: "body length differs from the header".into() });
     }
-    upcast(&mut header);
     Ok(header)
 }
 
@@ -212,10 +206,7 @@ pub fn check(seq_hint: u64, bytes: &[u8], scratch: &mut AlignedVec) -> Result<u6
     scratch.extend_from_slice(&payload[PREFIX..PREFIX + hlen]);
     let h = rkyv::access::<ArchivedHeader, rancor::Error>(scratch)
         .map_err(|e| Error::Damaged { seq: seq_hint, why: format!("header does not validate: {e}") })?;
-    let version = h.version.to_native();
-    if version > FORMAT_VERSION {
-        return Err(Error::NewerFormat { found: version, supported: FORMAT_VERSION });
-    }
+    supported(h.version.to_native())?;
     if h.body_len.to_native() as usize != payload.len() - PREFIX - hlen {
         return Err(Error::Damaged { seq: seq_hint, why: "body length differs from the header".into() });
     }
@@ -250,10 +241,20 @@ pub fn decompress(bytes: &[u8]) -> std::result::Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Brings an older header up to the current version. Version 1 is the first; a future v2
-/// adds its conversion here (docs/journal-format.md).
-pub(crate) fn upcast(h: &mut Header) {
+/// Refuses a version this build cannot read.
+fn supported(version: u16) -> Result<()> {
+    if version > FORMAT_VERSION {
+        return Err(Error::NewerFormat { found: version, supported: FORMAT_VERSION });
+    }
+    Ok(())
+}
+
+/// Brings an older header up to the current version, and refuses a newer one. Version 1 is the
+/// first; a future v2 adds its conversion here (docs/journal-format.md).
+pub(crate) fn upcast(h: &mut Header) -> Result<()> {
+    supported(h.version)?;
     h.version = FORMAT_VERSION;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -87,10 +87,8 @@ pub fn read(path: &Path) -> Result<Vec<Item>> {
 }
 
 /// Reads an export from any reader (a file, a socket, bytes in memory); `name` is for messages.
-pub fn read_from(mut r: impl Read, name: &Path) -> Result<Vec<Item>> {
-    let mut data = head(&mut r, name)?;
-    // Grown as bytes arrive, never sized from a length the file claims.
-    r.read_to_end(&mut data).map_err(|e| Error::io(name, e))?;
+pub fn read_from(r: impl Read, name: &Path) -> Result<Vec<Item>> {
+    let data = read_all(r, name)?;
     let mut items = Vec::new();
     frames(&data, name, |frame| {
         match frame {
@@ -105,9 +103,8 @@ pub fn read_from(mut r: impl Read, name: &Path) -> Result<Vec<Item>> {
 /// Reads an export keeping its records as stored (checked, not decompressed): what `replay`
 /// folds one at a time. Returns the snapshot, if any, and the records.
 pub fn read_raw(path: &Path) -> Result<(Option<Snapshot>, RawRecords)> {
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut data = head(&mut file, path)?;
-    file.read_to_end(&mut data).map_err(|e| Error::io(path, e))?;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let data = read_all(file, path)?;
     let mut snapshot = None;
     let mut spans = Vec::new();
     frames(&data, path, |frame| {
@@ -125,14 +122,16 @@ pub fn read_raw(path: &Path) -> Result<(Option<Snapshot>, RawRecords)> {
     Ok((snapshot, records))
 }
 
-/// The first 12 bytes, refused at once unless they start an export: a foreign file is not
-/// read into memory whole to find that out.
-fn head(r: &mut impl Read, name: &Path) -> Result<Vec<u8>> {
-    let mut head = vec![0u8; 12];
-    if r.read_exact(&mut head).is_err() || &head[..8] != MAGIC {
+/// The whole export, refused after its first 12 bytes unless they start one: a foreign file is
+/// not read into memory whole to find that out.
+fn read_all(mut r: impl Read, name: &Path) -> Result<Vec<u8>> {
+    let mut data = vec![0u8; 12];
+    if r.read_exact(&mut data).is_err() || &data[..8] != MAGIC {
         return Err(Error::Foreign { path: name.display().to_string() });
     }
-    Ok(head)
+    // Grown as bytes arrive, never sized from a length the file claims.
+    r.read_to_end(&mut data).map_err(|e| Error::io(name, e))?;
+    Ok(data)
 }
 
 /// A snapshot's seq and its state's bytes.

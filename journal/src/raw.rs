@@ -113,10 +113,7 @@ impl Decoder {
         };
         envelope::decompress_into(&bytes[start..bytes.len() - 4], &mut entry.body)
             .map_err(|e| Error::Damaged { seq: entry.header.seq, why: format!("body does not decompress: {e}") })?;
-        if entry.header.version > envelope::FORMAT_VERSION {
-            return Err(Error::NewerFormat { found: entry.header.version, supported: envelope::FORMAT_VERSION });
-        }
-        envelope::upcast(&mut entry.header);
+        envelope::upcast(&mut entry.header)?;
         Ok(&self.entry)
     }
 }
