@@ -169,7 +169,7 @@ pub fn step_owned(state: &mut State, record: Record) -> Vec<Command> {
 }
 
 fn step_body(state: &mut State, seq: u64, at: DateTime<Utc>, body: Cow<'_, RecordBody>) -> Vec<Command> {
-    if seq != 0 && seq <= state.last_seq {
+    if folded(state, seq) {
         return Vec::new();
     }
     state.last_seq = state.last_seq.max(seq);
@@ -246,7 +246,7 @@ pub fn unsettled(state: &State, now: chrono::DateTime<chrono::Utc>) -> Vec<Comma
 /// when the record is already folded or is an echo (`step` would change nothing but `last_seq`).
 /// Replay and restart use it to skip decoding those records whole.
 pub fn skip_echo(state: &mut State, seq: u64, key: &OpKey, meta: &observe::OpMeta) -> bool {
-    if seq != 0 && seq <= state.last_seq {
+    if folded(state, seq) {
         return true;
     }
     if !observe::is_echo(state, key, meta) {
@@ -263,19 +263,21 @@ pub fn skip_echo(state: &mut State, seq: u64, key: &OpKey, meta: &observe::OpMet
 /// of a synced fold ends with the admission cap's slots filled. Replay uses it to skip decoding
 /// half of all records whole.
 pub fn skip_answered(state: &mut State, seq: u64, key: &OpKey, command_id: &str, result: &OutcomeResult) -> bool {
-    if seq != 0 && seq <= state.last_seq {
+    if folded(state, seq) {
         return true;
     }
     let Some(op) = state.ops.get_mut(key) else { return false };
-    let Some(pending) = op.pending.get(command_id) else { return false };
-    if !outcome::inert(pending, result) {
+    if !op.pending.get(command_id).is_some_and(|p| outcome::inert(p, result)) {
         return false;
     }
-    if op.pending.remove(command_id) == Some(op::Pending::Event) {
-        op.unsent_events.remove(command_id);
-    }
+    op.answered(command_id);
     state.last_seq = state.last_seq.max(seq);
     true
+}
+
+/// Whether a record was folded already (a snapshot or an earlier pass covers it); seq 0 never is.
+fn folded(state: &State, seq: u64) -> bool {
+    seq != 0 && seq <= state.last_seq
 }
 
 /// Whether every watched kind has finished its first list: before that, absence means nothing.

@@ -134,6 +134,15 @@ impl OpState {
         }
     }
 
+    /// Takes an answered command out of the books (an Event is no longer owed after a restart).
+    pub(crate) fn answered(&mut self, command_id: &str) -> Option<Pending> {
+        let pending = self.pending.remove(command_id)?;
+        if pending == Pending::Event {
+            self.unsent_events.remove(command_id);
+        }
+        Some(pending)
+    }
+
     pub fn has_pending(&self, what: &Pending) -> bool {
         self.pending.values().any(|p| p == what)
     }

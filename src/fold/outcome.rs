@@ -22,10 +22,7 @@ pub(crate) fn inert(pending: &Pending, result: &R) -> bool {
 /// sent, a status written), so the fold skips reconciling it: half of all records are these.
 pub(crate) fn apply(op: &mut OpState, o: &Outcome, now: DateTime<Utc>, out: &mut Vec<Command>) -> bool {
     // Unknown or repeated outcomes change nothing: the effect was already folded.
-    let Some(pending) = op.pending.remove(&o.command_id) else { return false };
-    if pending == Pending::Event {
-        op.unsent_events.remove(&o.command_id);
-    }
+    let Some(pending) = op.answered(&o.command_id) else { return false };
     let ok = o.result.is_success();
     if inert(&pending, &o.result) {
         return false;

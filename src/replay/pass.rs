@@ -129,10 +129,9 @@ pub fn run(src: &Source, opts: &Options) -> Result<Pass> {
             p.stopped = true;
             break;
         }
-        if !opts.diffs && p.echo(e, opts) {
-            continue;
-        }
-        if !opts.diffs && !opts.check && !opts.signals && p.answered(e, opts) {
+        // --check compares whole outcomes, so it probes echoes only.
+        if !opts.diffs && (p.echo(e, opts) || (!opts.check && !opts.signals && p.answered(e, opts))) {
+            p.count_probed(e.header.seq);
             continue;
         }
         let rec = journal_codec::from_entry(e)?;
@@ -160,22 +159,16 @@ impl Pass {
         if !fold::skip_echo(&mut self.state, seq, &key, &meta) {
             return false;
         }
-        if self.first_seq == 0 {
-            self.first_seq = seq;
-        }
         if opts.timeline && opts.op.as_ref().is_none_or(|o| *o == key) {
             let text = observed_text(e, WatchEvent::Apply, ResourceKind::Operation);
             self.timelines.entry(key).or_default().push(Item { seq, at, kind: "record", text, detail: None });
         }
-        self.records += 1;
-        self.probed += 1;
-        self.last_seq = seq;
         true
     }
 
     /// Folds an outcome that changes nothing the Operation reads from its command ID and result
     /// (`fold::skip_answered`), without decoding it whole; false when it must be. Books it as
-    /// `step` would: never with `--check`, which compares the whole outcome.
+    /// `step` would.
     fn answered(&mut self, e: &Entry, opts: &Options) -> bool {
         let seq = e.header.seq;
         let Some(at) = DateTime::from_timestamp_micros(e.header.recorded_at_micros) else { return false };
@@ -183,18 +176,22 @@ impl Pass {
         if !fold::skip_answered(&mut self.state, seq, &a.op, &a.command_id, &a.result) {
             return false;
         }
-        if self.first_seq == 0 {
-            self.first_seq = seq;
-        }
         if opts.timeline {
             self.in_flight.remove(&a.command_id);
             let text = outcome_text(&a.command_id, &a.action, &a.result, &a.message);
             self.timeline(seq, at, &[], vec![a.op], "outcome", text, None, opts);
         }
+        true
+    }
+
+    /// Counts a record folded from a probe (`echo`, `answered`).
+    fn count_probed(&mut self, seq: u64) {
+        if self.first_seq == 0 {
+            self.first_seq = seq;
+        }
         self.records += 1;
         self.probed += 1;
         self.last_seq = seq;
-        true
     }
 
     /// False at the first divergence (recorded in `self.divergence`).
