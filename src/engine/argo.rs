@@ -73,7 +73,7 @@ pub fn cancel(child: &ChildSpec) -> Action {
 
 /// Failed or errored nodes, Pod nodes first: "the failing node" of the contract.
 fn failing_nodes(obj: &Value) -> Vec<String> {
-    let Some(nodes) = obj.pointer("/status/nodes").and_then(Value::as_object) else { return Vec::new() };
+    let Some(nodes) = crate::json::at(obj, "/status/nodes").and_then(Value::as_object) else { return Vec::new() };
     let mut failed: Vec<(bool, String)> = nodes
         .values()
         .filter(|n| matches!(str_at(n, "/phase"), Some("Failed" | "Error")))
@@ -92,8 +92,10 @@ fn output_parameters(obj: &Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let wf_name = str_at(obj, "/metadata/name").unwrap_or("");
     let sources = [
-        obj.pointer("/status/outputs/parameters"),
-        obj.pointer("/status/nodes").and_then(|n| n.get(wf_name)).and_then(|n| n.pointer("/outputs/parameters")),
+        crate::json::at(obj, "/status/outputs/parameters"),
+        crate::json::at(obj, "/status/nodes")
+            .and_then(|n| n.get(wf_name))
+            .and_then(|n| crate::json::at(n, "/outputs/parameters")),
     ];
     for params in sources.into_iter().flatten().filter_map(Value::as_array) {
         for p in params {

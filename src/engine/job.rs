@@ -118,7 +118,7 @@ pub fn build(ctx: &OpContext<'_>, step: u32) -> Result<ChildSpec, Invalid> {
 }
 
 fn condition<'a>(obj: &'a Value, ty: &str) -> Option<&'a Value> {
-    obj.pointer("/status/conditions")?
+    crate::json::at(obj, "/status/conditions")?
         .as_array()?
         .iter()
         .find(|c| str_at(c, "/type") == Some(ty) && str_at(c, "/status") == Some("True"))

@@ -311,12 +311,12 @@ impl Mapped {
 
 /// Reads a string at a JSON pointer.
 pub(crate) fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
-    v.pointer(pointer).and_then(Value::as_str)
+    crate::json::at(v, pointer).and_then(Value::as_str)
 }
 
 /// Reads an integer at a JSON pointer.
 pub(crate) fn int_at(v: &Value, pointer: &str) -> Option<i64> {
-    v.pointer(pointer).and_then(Value::as_i64)
+    crate::json::at(v, pointer).and_then(Value::as_i64)
 }
 
 /// Parses Argo-style "N/M" progress.

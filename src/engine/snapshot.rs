@@ -37,7 +37,7 @@ pub fn build(ctx: &OpContext<'_>, step: u32) -> Result<ChildSpec, Invalid> {
 }
 
 pub fn map(obj: &Value) -> Mapped {
-    let ready = obj.pointer("/status/readyToUse").and_then(Value::as_bool).unwrap_or(false);
+    let ready = crate::json::at(obj, "/status/readyToUse").and_then(Value::as_bool).unwrap_or(false);
     let content = str_at(obj, "/status/boundVolumeSnapshotContentName");
     let error = str_at(obj, "/status/error/message");
     let mut engine = EngineStatus { name: "csiSnapshot".into(), ..Default::default() };
@@ -51,7 +51,7 @@ pub fn map(obj: &Value) -> Mapped {
             reason: reason::RETRYING,
             message: format!("snapshotter reports an error and retries: {e}"),
         }
-    } else if obj.pointer("/status").is_some_and(|s| s.as_object().is_some_and(|m| !m.is_empty())) {
+    } else if crate::json::at(obj, "/status").is_some_and(|s| s.as_object().is_some_and(|m| !m.is_empty())) {
         engine.phase = Some(if content.is_some() { "Bound" } else { "Creating" }.into());
         Verdict::Progressing { reason: reason::IN_PROGRESS, message: "snapshot is being taken".into() }
     } else {
@@ -65,7 +65,7 @@ pub fn map(obj: &Value) -> Mapped {
     if let Some(c) = content {
         m.outputs.insert("content".into(), c.into());
     }
-    if let Some(size) = obj.pointer("/status/restoreSize") {
+    if let Some(size) = crate::json::at(obj, "/status/restoreSize") {
         let s = size.as_str().map(str::to_string).unwrap_or_else(|| size.to_string());
         m.outputs.insert("restoreSize".into(), s);
     }

@@ -47,8 +47,7 @@ pub fn rollback_requested(ctx: &OpContext<'_>) -> bool {
 
 /// Maps the target's Ready condition after the patch that produced `generation`.
 pub fn map_target(app: &Value, generation: i64, version: &str) -> Verdict {
-    let ready = app
-        .pointer("/status/conditions")
+    let ready = crate::json::at(app, "/status/conditions")
         .and_then(Value::as_array)
         .and_then(|cs| cs.iter().find(|c| str_at(c, "/type") == Some("Ready")));
     let observed = ready

@@ -119,8 +119,7 @@ fn engine_status(obj: &Value, done: &str) -> EngineStatus {
         (Some(c), Some(t)) => Some(Progress { completed: c, total: t }),
         _ => None,
     };
-    let mut details: Vec<String> = obj
-        .pointer("/status/validationErrors")
+    let mut details: Vec<String> = crate::json::at(obj, "/status/validationErrors")
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
         .unwrap_or_default();

@@ -65,8 +65,7 @@ pub fn map(obj: &Value, token: &str) -> Mapped {
     let last_manual = str_at(obj, "/status/lastManualSync");
     let result = str_at(obj, "/status/latestMoverStatus/result");
     let logs = str_at(obj, "/status/latestMoverStatus/logs").unwrap_or("");
-    let syncing = obj
-        .pointer("/status/conditions")
+    let syncing = crate::json::at(obj, "/status/conditions")
         .and_then(Value::as_array)
         .and_then(|cs| cs.iter().find(|c| str_at(c, "/type") == Some("Synchronizing")));
     let mut engine = EngineStatus { name: "volSync".into(), ..Default::default() };

@@ -402,7 +402,7 @@ fn refile(state: &mut State, key: &OpKey, was_terminal: bool) {
 
 /// Routes a child to its Operation by the UID label.
 pub(crate) fn owner_of(state: &State, child: &serde_json::Value) -> Option<OpKey> {
-    let uid = child.pointer("/metadata/labels")?.get(crate::api::LABEL_OPERATION_UID)?.as_str()?;
+    let uid = crate::json::at(child, "/metadata/labels")?.get(crate::api::LABEL_OPERATION_UID)?.as_str()?;
     state.by_uid.get(uid).cloned()
 }
 

@@ -100,7 +100,7 @@ fn relist_ops(
                 let op = state.ops.get(&key)?;
                 let obj = listed.value();
                 let status = obj.get("status").and_then(|s| OperationStatus::deserialize(s).ok());
-                let same_uid = obj.pointer("/metadata/uid").and_then(Value::as_str) == Some(op.uid.as_str());
+                let same_uid = crate::json::at(&obj, "/metadata/uid").and_then(Value::as_str) == Some(op.uid.as_str());
                 let same = |mut s: OperationStatus| op.last_status.as_ref().is_some_and(|last| last.same(&mut s));
                 (same_uid && status.is_some_and(|s| !same(s))).then_some(key)
             })
@@ -170,7 +170,7 @@ impl OpMeta {
                 .get("finalizers")
                 .and_then(Value::as_array)
                 .is_some_and(|f| f.iter().any(|v| v.as_str() == Some(FINALIZER))),
-            cancel: match obj.pointer("/spec/cancel") {
+            cancel: match crate::json::at(obj, "/spec/cancel") {
                 None => Some(false),
                 Some(v) => v.as_bool(),
             },
@@ -240,8 +240,8 @@ fn apply_op(state: &mut State, obj: &Value, at: DateTime<Utc>, touched: &mut Tou
 }
 
 fn requested_by(meta: &Value) -> Option<String> {
-    let annotated = meta.pointer(&format!("/annotations/{}", crate::api::ANNOTATION_REQUESTED_BY.replace('/', "~1")));
-    annotated.or_else(|| meta.pointer("/managedFields/0/manager")).and_then(Value::as_str).map(str::to_string)
+    let annotated = meta.get("annotations").and_then(|a| a.get(crate::api::ANNOTATION_REQUESTED_BY));
+    annotated.or_else(|| crate::json::at(meta, "/managedFields/0/manager")).and_then(Value::as_str).map(str::to_string)
 }
 
 /// Takes over what the cluster already shows, after a lost journal: the cluster is the truth.

@@ -16,8 +16,7 @@ pub enum Preconditions {
 }
 
 pub fn target_ready(app: &Value) -> Option<(bool, String)> {
-    let c = app
-        .pointer("/status/conditions")?
+    let c = crate::json::at(app, "/status/conditions")?
         .as_array()?
         .iter()
         .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))?;

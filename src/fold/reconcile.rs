@@ -604,7 +604,9 @@ fn drive_upgrade(op: &mut OpState, o: &Owned, env: &Env<'_>, out: &mut Vec<Comma
 
 /// Whether an observed object carries this Operation's UID label.
 fn is_ours(obj: &Value, uid: &str) -> bool {
-    obj.pointer("/metadata/labels").and_then(|l| l.get(crate::api::LABEL_OPERATION_UID)).and_then(Value::as_str)
+    crate::json::at(obj, "/metadata/labels")
+        .and_then(|l| l.get(crate::api::LABEL_OPERATION_UID))
+        .and_then(Value::as_str)
         == Some(uid)
 }
 

@@ -128,7 +128,7 @@ fn resolve_template(
 /// The capability annotation must list the engine (curated, never inferred).
 fn check_capability(ty: OperationType, engine: EngineKind, app: &Value, target: &str) -> Result<(), Acceptance> {
     let key = ty.capability_key();
-    let declared = app.pointer("/metadata/annotations").and_then(|a| a.get(key)).and_then(Value::as_str);
+    let declared = crate::json::at(app, "/metadata/annotations").and_then(|a| a.get(key)).and_then(Value::as_str);
     let Some(list) = declared else {
         return Err(rejected(
             reason::TARGET_LACKS_CAPABILITY,
@@ -287,8 +287,7 @@ pub fn validate(op: &OpState, world: &World) -> Acceptance {
 fn check_backup_owner(ctx: &OpContext<'_>, world: &World) -> Result<(), Acceptance> {
     let Ok(Some(name)) = ctx.param_str("backupName") else { return Ok(()) };
     let Some(backup) = world.child(ChildKind::VeleroBackup, velero::velero_namespace(ctx), name) else { return Ok(()) };
-    let owner_ns = backup
-        .pointer("/metadata/labels")
+    let owner_ns = crate::json::at(&backup, "/metadata/labels")
         .and_then(|l| l.get(crate::api::LABEL_OPERATION_NAMESPACE))
         .and_then(Value::as_str);
     match owner_ns {
