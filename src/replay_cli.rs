@@ -57,6 +57,7 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
         timeline: true,
         diffs: args.format == Format::Html,
         details: args.format != Format::Text,
+        lines: args.format == Format::Text,
         progress: Some(progress),
         signals: args.otlp.is_some(),
     };

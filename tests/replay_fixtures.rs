@@ -46,6 +46,11 @@ fn replay_text(path: &Path, check: bool) -> (String, bool) {
     let text = view::text(&v);
     // The CLI renders text one Operation at a time; it must be the same text.
     assert_eq!(view::render_text("journal.vwj", &p, &opts), text);
+    // And it keeps the timelines as text lines, not items: the same text again.
+    let lines = pass::Options { lines: true, ..opts.clone() };
+    let pl = pass::run(&src, &lines).unwrap();
+    assert!(pl.timelines.is_empty() && !pl.lines.is_empty());
+    assert_eq!(view::render_text("journal.vwj", &pl, &lines), text);
     (text, p.divergence.is_none())
 }
 

@@ -3,6 +3,7 @@
 //! recorded outcome against the command this build issues for it (`--check`).
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -33,6 +34,9 @@ pub struct Options {
     /// Keep each command's action with its timeline item (JSON and HTML show it; text does
     /// not, and a million-record replay kept gigabytes of statuses and manifests for nothing).
     pub details: bool,
+    /// Keep the timelines as the text view prints them (`Pass::lines`) instead of as items: a
+    /// million-record replay held three million items, each with its own string.
+    pub lines: bool,
     /// Called every 1% of the records when there are more than 100k (a progress bar).
     pub progress: Option<fn(u64, u64)>,
     /// Collect the signals (transitions, commands, waits, ends) the operator reported live.
@@ -93,6 +97,8 @@ pub struct Pass {
     pub state: State,
     /// Looked up, never iterated (views walk the folded Operations in order).
     pub timelines: HashMap<OpKey, Vec<Item>>,
+    /// The same timelines as text lines, when `Options::lines` asks for them instead.
+    pub lines: HashMap<OpKey, String>,
     pub records: u64,
     /// Of those, folded from a probe of the body (echoes, answered commands), not decoded whole.
     pub probed: u64,
@@ -159,9 +165,9 @@ impl Pass {
         if !fold::skip_echo(&mut self.state, seq, &key, &meta) {
             return false;
         }
-        if opts.timeline && opts.op.as_ref().is_none_or(|o| *o == key) {
+        if opts.timeline {
             let text = observed_text(e, WatchEvent::Apply, ResourceKind::Operation);
-            self.timelines.entry(key).or_default().push(Item { seq, at, kind: "record", text, detail: None });
+            self.timeline(seq, at, &[], vec![key], "record", text, None, false, opts);
         }
         true
     }
@@ -179,7 +185,7 @@ impl Pass {
         if opts.timeline {
             self.in_flight.remove(&a.command_id);
             let text = outcome_text(&a.command_id, &a.action, &a.result, &a.message);
-            self.timeline(seq, at, &[], vec![a.op], "outcome", text, None, opts);
+            self.timeline(seq, at, &[], vec![a.op], "outcome", text, None, false, opts);
         }
         true
     }
@@ -287,7 +293,7 @@ impl Pass {
             self.answered.insert(id, c.digest());
         }
         if opts.timeline {
-            self.timeline(seq, at, &cmds, touched, kind, text, diff, opts);
+            self.timeline(seq, at, &cmds, touched, kind, text, diff, true, opts);
         }
         // Moved, not cloned: a status patch carries the whole status.
         for c in cmds {
@@ -297,7 +303,8 @@ impl Pass {
         }
     }
 
-    /// The timeline items of one folded record: the record, transitions, commands.
+    /// The timeline items of one folded record: the record, transitions, commands. `changed`
+    /// is false for a record folded from a probe, which changes no condition.
     #[allow(clippy::too_many_arguments)]
     fn timeline(
         &mut self,
@@ -308,13 +315,23 @@ impl Pass {
         kind: &'static str,
         text: String,
         diff: Option<Detail>,
+        changed: bool,
         opts: &Options,
     ) {
         touched.retain(|k| opts.op.as_ref().is_none_or(|o| o == k));
+        if touched.is_empty() {
+            return;
+        }
+        // Every line of a record starts alike: seq and time are written once.
+        let stamp = if opts.lines { stamp(seq, at) } else { String::new() };
         for k in touched {
-            let line = self.timelines.entry(k.clone()).or_default();
-            line.push(Item { seq, at, kind, text: text.clone(), detail: diff.clone() });
-            if let Some(op) = self.state.ops.get(&k) {
+            let mut line = if opts.lines {
+                Line::Text(&stamp, self.lines.entry(k.clone()).or_default())
+            } else {
+                Line::Items(seq, at, self.timelines.entry(k.clone()).or_default())
+            };
+            line.push_str(kind, &text, || diff.clone());
+            if let Some(op) = self.state.ops.get(&k).filter(|_| changed) {
                 let before = self.conditions.entry(k.clone()).or_default();
                 let same = before.len() == op.conditions.map.len()
                     && before
@@ -335,28 +352,20 @@ impl Pass {
                         if old.is_some_and(|o| (o.1.as_str(), &o.2) == (status, reason)) {
                             continue;
                         }
-                        let from = old.map(|o| format!("{}/{}", o.1, o.2)).unwrap_or_else(|| "-".into());
-                        let message = &c.message;
-                        line.push(Item {
-                            seq,
-                            at,
-                            kind: "transition",
-                            text: format!(
-                                "{ty}: {from} -> {status}/{reason}{}",
-                                if message.is_empty() { String::new() } else { format!(": {message}") }
-                            ),
-                            detail: None,
-                        });
+                        let (from_status, from_reason, slash) =
+                            old.map(|o| (o.1.as_str(), o.2.as_str(), "/")).unwrap_or(("-", "", ""));
+                        let (sep, message) = if c.message.is_empty() { ("", "") } else { (": ", c.message.as_str()) };
+                        line.push(
+                            "transition",
+                            format_args!("{ty}: {from_status}{slash}{from_reason} -> {status}/{reason}{sep}{message}"),
+                            || None,
+                        );
                     }
                 }
             }
             for c in cmds.iter().filter(|c| c.op == k) {
-                line.push(Item {
-                    seq,
-                    at,
-                    kind: "command",
-                    text: command_text(c),
-                    detail: opts.details.then(|| Detail::Command(Box::new(c.clone()))),
+                line.push("command", format_args!("{}", CommandText(c)), || {
+                    opts.details.then(|| Detail::Command(Box::new(c.clone())))
                 });
             }
         }
@@ -389,42 +398,100 @@ fn record_text(e: &Entry, rec: &Record) -> (&'static str, String) {
 }
 
 fn outcome_text(command_id: &str, action: &str, result: &OutcomeResult, message: &str) -> String {
-    let msg = if message.is_empty() { String::new() } else { format!(": {message}") };
-    format!("outcome {} {result:?}{msg}", if action.is_empty() { command_id } else { action })
+    let (sep, message) = if message.is_empty() { ("", "") } else { (": ", message) };
+    format!("outcome {} {result:?}{sep}{message}", if action.is_empty() { command_id } else { action })
 }
 
 fn observed_text(e: &Entry, event: WatchEvent, resource: ResourceKind) -> String {
     let r = &e.header.resource;
-    let what = if r.name.is_empty() {
-        format!("{} relist", resource.name())
+    if r.name.is_empty() {
+        format!("observed {event:?} {} relist", resource.name())
     } else {
-        format!("{} {}/{} rv={}", r.kind, r.namespace, r.name, r.resource_version)
-    };
-    format!("observed {event:?} {what}")
+        format!("observed {event:?} {} {}/{} rv={}", r.kind, r.namespace, r.name, r.resource_version)
+    }
 }
 
 pub fn command_text(c: &Command) -> String {
-    match &c.action {
-        Action::CreateChild { kind, namespace, name, .. } => format!("create {} {namespace}/{name}", kind.kind()),
-        Action::DeleteChild { kind, namespace, name } => format!("delete {} {namespace}/{name}", kind.kind()),
-        Action::PatchChild { kind, namespace, name, patch } => {
-            format!("patch {} {namespace}/{name} {patch}", kind.kind())
+    CommandText(c).to_string()
+}
+
+/// A command as the timeline shows it, written straight into the line it goes to.
+struct CommandText<'a>(&'a Command);
+
+impl std::fmt::Display for CommandText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0.action {
+            Action::CreateChild { kind, namespace, name, .. } => write!(f, "create {} {namespace}/{name}", kind.kind()),
+            Action::DeleteChild { kind, namespace, name } => write!(f, "delete {} {namespace}/{name}", kind.kind()),
+            Action::PatchChild { kind, namespace, name, patch } => {
+                write!(f, "patch {} {namespace}/{name} {patch}", kind.kind())
+            }
+            Action::PatchStatus { status } => {
+                write!(f, "status: phase {}", status.phase.map(|p| p.as_str()).unwrap_or("-"))?;
+                match &status.message {
+                    Some(m) => write!(f, ", {m}"),
+                    None => Ok(()),
+                }
+            }
+            Action::EmitEvent { event_type, reason, note, .. } => write!(f, "event {event_type:?} {reason}: {note}"),
+            Action::PatchTargetVersion { target, version, expected_current } => {
+                write!(f, "set {target} chart version {expected_current} -> {version}")
+            }
+            Action::LoadHelmHooks { release, event } => write!(f, "read {event} hooks of release {release}"),
+            Action::SetTimer { timer, at } => write!(f, "timer {timer:?} at {}", at.to_rfc3339()),
+            Action::AddFinalizer => f.write_str("add finalizer"),
+            Action::RemoveFinalizer => f.write_str("remove finalizer"),
+            Action::DeleteOperation => f.write_str("delete the Operation (retention)"),
         }
-        Action::PatchStatus { status } => format!(
-            "status: phase {}{}",
-            status.phase.map(|p| p.as_str()).unwrap_or("-"),
-            status.message.as_deref().map(|m| format!(", {m}")).unwrap_or_default()
-        ),
-        Action::EmitEvent { event_type, reason, note, .. } => format!("event {event_type:?} {reason}: {note}"),
-        Action::PatchTargetVersion { target, version, expected_current } => {
-            format!("set {target} chart version {expected_current} -> {version}")
-        }
-        Action::LoadHelmHooks { release, event } => format!("read {event} hooks of release {release}"),
-        Action::SetTimer { timer, at } => format!("timer {timer:?} at {}", at.to_rfc3339()),
-        Action::AddFinalizer => "add finalizer".into(),
-        Action::RemoveFinalizer => "remove finalizer".into(),
-        Action::DeleteOperation => "delete the Operation (retention)".into(),
     }
+}
+
+/// Where one Operation's timeline items go: items (JSON, HTML, diffs) or the text view's lines.
+enum Line<'a> {
+    Items(u64, DateTime<Utc>, &'a mut Vec<Item>),
+    /// The stamp (`stamp`) and the Operation's lines.
+    Text(&'a str, &'a mut String),
+}
+
+impl Line<'_> {
+    /// `push` of text already written.
+    fn push_str(&mut self, kind: &'static str, text: &str, detail: impl FnOnce() -> Option<Detail>) {
+        match self {
+            Line::Items(seq, at, items) => {
+                items.push(Item { seq: *seq, at: *at, kind, text: text.to_string(), detail: detail() })
+            }
+            Line::Text(stamp, out) => {
+                out.push_str(stamp);
+                out.push_str(kind);
+                out.extend(std::iter::repeat_n(' ', 10usize.saturating_sub(kind.len()) + 2));
+                out.push_str(text);
+                out.push('\n');
+            }
+        }
+    }
+
+    fn push(&mut self, kind: &'static str, text: std::fmt::Arguments<'_>, detail: impl FnOnce() -> Option<Detail>) {
+        match self {
+            Line::Items(seq, at, items) => {
+                items.push(Item { seq: *seq, at: *at, kind, text: text.to_string(), detail: detail() })
+            }
+            Line::Text(stamp, out) => {
+                // Writing to a string cannot fail.
+                let _ = writeln!(out, "{stamp}{kind:<10}  {text}");
+            }
+        }
+    }
+}
+
+/// The start of a text line: seq and time as the JSON view writes them, padded.
+fn stamp(seq: u64, at: DateTime<Utc>) -> String {
+    let at = at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    format!("{seq:>8}  {at:<27}  ")
+}
+
+/// An item as a text line (the text view of items, `view`).
+pub fn item_line(i: &Item, out: &mut String) {
+    let _ = writeln!(out, "{}{:<10}  {}", stamp(i.seq, i.at), i.kind, i.text);
 }
 
 /// What the books keep of one folded record.

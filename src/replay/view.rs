@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use super::pass::{Options, Pass, command_text, op_summary};
+use super::pass::{Options, Pass, command_text, item_line, op_summary};
 use crate::fold::op::OpState;
 use crate::key::OpKey;
 
@@ -74,7 +74,18 @@ pub fn write_text(journal: &str, p: &Pass, opts: &Options, sink: &mut dyn std::i
         pending.entry(&c.op).or_default().push((id, *seq, c));
     }
     for (k, op) in operations(p, opts) {
-        op_text_of(p, k, op, pending.get(k).map(Vec::as_slice).unwrap_or_default(), &mut out);
+        let pending = pending.get(k).map(Vec::as_slice).unwrap_or_default();
+        match p.lines.get(k) {
+            // Already text: written as it is, between the heading and the state.
+            Some(lines) if opts.lines => {
+                op_heading(k, op, &mut out);
+                sink.write_all(out.as_bytes())?;
+                out.clear();
+                sink.write_all(lines.as_bytes())?;
+                op_state(op, pending, &mut out);
+            }
+            _ => op_text_of(p, k, op, pending, &mut out),
+        }
         if out.len() > 1 << 16 {
             sink.write_all(out.as_bytes())?;
             out.clear();
@@ -164,12 +175,18 @@ fn op_text_of(
     pending: &[(&String, u64, &crate::command::Command)],
     out: &mut String,
 ) {
-    let _ = writeln!(out, "\n== {k}  {}  uid {}", op.conditions.phase().as_str(), op.uid);
+    op_heading(k, op, out);
     for i in p.timelines.get(k).into_iter().flatten() {
-        // As chrono's serde writes it (`at` in the JSON view).
-        let at = i.at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
-        let _ = writeln!(out, "{:>8}  {at:<27}  {:<10}  {}", i.seq, i.kind, i.text);
+        item_line(i, out);
     }
+    op_state(op, pending, out);
+}
+
+fn op_heading(k: &OpKey, op: &OpState, out: &mut String) {
+    let _ = writeln!(out, "\n== {k}  {}  uid {}", op.conditions.phase().as_str(), op.uid);
+}
+
+fn op_state(op: &OpState, pending: &[(&String, u64, &crate::command::Command)], out: &mut String) {
     let _ = writeln!(out, "   state:");
     for c in op.conditions.map.values() {
         let _ = writeln!(out, "     {:<16} {:<7} {:<22} {}", c.type_, c.status.as_str(), c.reason, c.message);
