@@ -8,6 +8,7 @@ pub mod last_status;
 pub mod listed;
 pub mod observe;
 pub mod op;
+pub mod op_map;
 pub mod outcome;
 pub mod pairs;
 pub mod preconditions;
@@ -29,6 +30,7 @@ use crate::key::{ObjKey, OpKey};
 use crate::record::{OutcomeResult, Record, RecordBody, ResourceKind};
 use admission::Admission;
 use op::OpState;
+use op_map::OpMap;
 use queue::{Queues, Slot};
 use reconcile::Env;
 use world::World;
@@ -38,9 +40,8 @@ use world::World;
 #[serde(from = "Restored")]
 pub struct State {
     pub world: World,
-    #[serde(with = "pairs")]
-    /// Boxed: an `OpState` is 1.7 KB inline, and B-tree nodes keep room for eleven.
-    pub ops: BTreeMap<OpKey, Box<OpState>>,
+    /// Boxed: an `OpState` is 1.3 KB inline. Looked up by hash, walked in key order.
+    pub ops: OpMap,
     /// Operation UID → key, to route child events by their UID label.
     pub by_uid: BTreeMap<String, OpKey>,
     /// Non-terminal Operations by (namespace, target): the per-target queues.
@@ -85,13 +86,13 @@ struct Restored<W = World, O = Ops> {
 
 /// The Operations as a snapshot holds them: `[key, state]` pairs.
 #[derive(Deserialize)]
-struct Ops(#[serde(with = "pairs")] BTreeMap<OpKey, Box<OpState>>);
+struct Ops(OpMap);
 
 impl From<Restored> for State {
     fn from(r: Restored) -> State {
         let Ops(mut ops) = r.ops;
-        let queues = Queues::rebuild(ops.values().map(|o| &**o));
-        let admission = Admission::rebuild(r.max_active.map(|n| n as usize), ops.iter().map(|(k, o)| (k, &**o)));
+        let queues = Queues::rebuild(ops.values());
+        let admission = Admission::rebuild(r.max_active.map(|n| n as usize), ops.iter());
         let mut world = r.world;
         // Children are read back as text; those of running Operations become trees again.
         // Ended Operations' statuses become digests (snapshots before digests held them whole).
@@ -201,7 +202,7 @@ fn step_body(state: &mut State, seq: u64, at: DateTime<Utc>, body: Cow<'_, Recor
             state.first_relist = true;
             state.max_active = s.max_active;
             let cap = s.max_active.map(|n| n as usize);
-            state.admission = Admission::rebuild(cap, state.ops.iter().map(|(k, o)| (k, &**o)));
+            state.admission = Admission::rebuild(cap, state.ops.iter());
         }
         Some(RecordBody::Restart) => {
             for op in state.ops.values_mut() {
@@ -302,7 +303,7 @@ fn keep_children(world: &mut World, op: &mut OpState) {
 /// Puts an Operation where it now stands in its target's queue; the waiting Operations whose
 /// shown place that changes go into `next`.
 fn requeue(state: &mut State, key: &OpKey, next: &mut BTreeSet<OpKey>) {
-    if let Some(t) = state.queues.set(key, state.ops.get(key).and_then(|o| Slot::of(o))) {
+    if let Some(t) = state.queues.set(key, state.ops.get(key).and_then(Slot::of)) {
         next.extend(state.queues.revisits(&t));
     }
 }
@@ -336,7 +337,7 @@ fn reconcile_touched(state: &mut State, touched: Touched, now: chrono::DateTime<
                 .flatten()
                 // Whoever still runs acceptance (`reconcile::advance`): one adopted mid-flight
                 // has started but resolves its template anew (found by fuzzing, tests/fuzz/).
-                .filter(|k| state.ops.get(*k).is_some_and(|o| o.started.is_none() || o.template.is_none()))
+                .filter(|k| state.ops.get(k).is_some_and(|o| o.started.is_none() || o.template.is_none()))
                 .cloned(),
         );
     }

@@ -216,7 +216,7 @@ fn apply_op(state: &mut State, obj: &Value, at: DateTime<Utc>, touched: &mut Tou
         return;
     }
     let parsed = obj.get("spec").map(OperationSpec::deserialize);
-    let op = state.ops.entry(key.clone()).or_insert_with(|| {
+    let op = state.ops.get_or_insert_with(key.clone(), || {
         let created = parse_time(meta.get("creationTimestamp")).unwrap_or(at);
         let mut op = OpState::new(key.clone(), uid.clone(), created);
         op.requested_by = requested_by(meta);

@@ -229,7 +229,7 @@ impl Pass {
             Some(_) => None,
         };
         let Some(why) = why else { return true };
-        let state_before = self.state.ops.get(&o.op).map(|op| op_summary(op)).unwrap_or(Value::Null);
+        let state_before = self.state.ops.get(&o.op).map(op_summary).unwrap_or(Value::Null);
         self.divergence = Some(Divergence {
             seq: rec.seq,
             at: rec.at,

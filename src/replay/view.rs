@@ -22,7 +22,7 @@ pub fn build(journal: &str, p: &Pass, opts: &Options) -> Value {
 }
 
 fn operations<'a>(p: &'a Pass, opts: &'a Options) -> impl Iterator<Item = (&'a OpKey, &'a OpState)> {
-    p.state.ops.iter().filter(|(k, _)| opts.op.as_ref().is_none_or(|o| o == *k)).map(|(k, op)| (k, &**op))
+    p.state.ops.iter().filter(|(k, _)| opts.op.as_ref().is_none_or(|o| o == *k))
 }
 
 fn head(journal: &str, p: &Pass) -> Value {
