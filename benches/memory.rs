@@ -95,12 +95,12 @@ fn breakdown(mut state: State, n: usize) {
         println!("  {name:<34} {:>7.1} KiB per Operation", (before - live()) as f64 / n as f64 / 1024.0);
     };
     part("children (as last seen)", &mut |s| s.world.children.clear());
-    part("templates frozen in each Operation", &mut |s| s.ops.values_mut().for_each(|o| o.template = None));
-    part("last status sent", &mut |s| s.ops.values_mut().for_each(|o| o.last_status = None));
-    part("conditions", &mut |s| s.ops.values_mut().for_each(|o| o.conditions = Default::default()));
-    part("specs", &mut |s| s.ops.values_mut().for_each(|o| o.spec = None));
+    part("templates frozen in each Operation", &mut |s| s.ops.for_each_mut(|o| o.template = None));
+    part("last status sent", &mut |s| s.ops.for_each_mut(|o| o.last_status = None));
+    part("conditions", &mut |s| s.ops.for_each_mut(|o| o.conditions = Default::default()));
+    part("specs", &mut |s| s.ops.for_each_mut(|o| o.spec = None));
     part("steps, outputs, engine status", &mut |s| {
-        s.ops.values_mut().for_each(|o| {
+        s.ops.for_each_mut(|o| {
             o.steps.clear();
             o.outputs.clear();
             o.engine = None;

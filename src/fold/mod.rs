@@ -96,13 +96,13 @@ impl From<Restored> for State {
         let mut world = r.world;
         // Children are read back as text; those of running Operations become trees again.
         // Ended Operations' statuses become digests (snapshots before digests held them whole).
-        for op in ops.values_mut() {
+        ops.for_each_mut(|op| {
             if !op.is_terminal() {
                 keep_children(&mut world, op);
             } else if let Some(last) = op.last_status.as_mut() {
                 last.settle();
             }
-        }
+        });
         State {
             world,
             ops,
@@ -205,10 +205,10 @@ fn step_body(state: &mut State, seq: u64, at: DateTime<Utc>, body: Cow<'_, Recor
             state.admission = Admission::rebuild(cap, state.ops.iter());
         }
         Some(RecordBody::Restart) => {
-            for op in state.ops.values_mut() {
+            state.ops.for_each_mut(|op| {
                 op.forget_in_flight();
                 op.resend_events(&mut out);
-            }
+            });
             touched.all = true;
         }
         Some(RecordBody::Timer(t)) => {

@@ -1,7 +1,8 @@
 //! The Operations by key: walked in key order, looked up through a hash index. A lookup in an
 //! ordered map of 43,000 Operations compares some twenty keys, and the fold looks the record's
 //! Operation up several times a record: the largest single cost of a replay (a seventh of it).
-//! Nothing reads the index's own order: every walk goes by `order`.
+//! The index is never iterated (so the fold's purity rule, no hash-order walk, holds): every
+//! walk, `Debug` included, goes by `order`.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap};
@@ -15,7 +16,7 @@ use crate::key::OpKey;
 /// SipHash with fixed keys: the same buckets in every process (no per-process random seed).
 type Fixed = BuildHasherDefault<DefaultHasher>;
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct OpMap {
     by_key: HashMap<OpKey, Box<OpState>, Fixed>,
     order: BTreeSet<OpKey>,
@@ -79,12 +80,19 @@ impl OpMap {
         self.iter().map(|(_, op)| op)
     }
 
-    /// In key order (sorted here: a walk that changes every Operation is rare, a restart or a
-    /// snapshot read back, and some emit commands as they go).
-    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut OpState> + '_ {
-        let mut all: Vec<(&OpKey, &mut Box<OpState>)> = self.by_key.iter_mut().collect();
-        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        all.into_iter().map(|(_, op)| &mut **op)
+    /// Changes every Operation, in key order (a restart sends commands as it goes).
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(&mut OpState)) {
+        for k in &self.order {
+            if let Some(op) = self.by_key.get_mut(k) {
+                f(op);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for OpMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
     }
 }
 
@@ -147,7 +155,9 @@ mod tests {
             m.iter().map(|(k, o)| (k.name.as_str(), o.key.name.as_str())).unzip::<_, _, Vec<_>, Vec<_>>().1,
             want
         );
-        assert_eq!(m.values_mut().map(|o| o.key.name.clone()).collect::<Vec<_>>(), want);
+        let mut walked = Vec::new();
+        m.for_each_mut(|o| walked.push(o.key.name.clone()));
+        assert_eq!(walked, want);
         assert_eq!(
             (m.len(), m.contains_key(&OpKey::new("ns", "q")), m.get(&OpKey::new("ns", "z")).is_some()),
             (5, false, true)

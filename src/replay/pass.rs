@@ -330,7 +330,7 @@ impl Pass {
             } else {
                 Line::Items(seq, at, self.timelines.entry(k.clone()).or_default())
             };
-            line.push_str(kind, &text, || diff.clone());
+            line.push(kind, format_args!("{text}"), || diff.clone());
             if let Some(op) = self.state.ops.get(&k).filter(|_| changed) {
                 let before = self.conditions.entry(k.clone()).or_default();
                 let same = before.len() == op.conditions.map.len()
@@ -454,30 +454,16 @@ enum Line<'a> {
 }
 
 impl Line<'_> {
-    /// `push` of text already written.
-    fn push_str(&mut self, kind: &'static str, text: &str, detail: impl FnOnce() -> Option<Detail>) {
-        match self {
-            Line::Items(seq, at, items) => {
-                items.push(Item { seq: *seq, at: *at, kind, text: text.to_string(), detail: detail() })
-            }
-            Line::Text(stamp, out) => {
-                out.push_str(stamp);
-                out.push_str(kind);
-                out.extend(std::iter::repeat_n(' ', 10usize.saturating_sub(kind.len()) + 2));
-                out.push_str(text);
-                out.push('\n');
-            }
-        }
-    }
-
     fn push(&mut self, kind: &'static str, text: std::fmt::Arguments<'_>, detail: impl FnOnce() -> Option<Detail>) {
         match self {
             Line::Items(seq, at, items) => {
                 items.push(Item { seq: *seq, at: *at, kind, text: text.to_string(), detail: detail() })
             }
             Line::Text(stamp, out) => {
+                line_start(out, stamp, kind);
                 // Writing to a string cannot fail.
-                let _ = writeln!(out, "{stamp}{kind:<10}  {text}");
+                let _ = out.write_fmt(text);
+                out.push('\n');
             }
         }
     }
@@ -489,9 +475,19 @@ fn stamp(seq: u64, at: DateTime<Utc>) -> String {
     format!("{seq:>8}  {at:<27}  ")
 }
 
+/// A text line up to its text: the stamp, and the kind padded to ten by hand (a formatter's
+/// padding goes through `Formatter::pad` on every line).
+fn line_start(out: &mut String, stamp: &str, kind: &str) {
+    out.push_str(stamp);
+    out.push_str(kind);
+    out.extend(std::iter::repeat_n(' ', 10usize.saturating_sub(kind.len()) + 2));
+}
+
 /// An item as a text line (the text view of items, `view`).
 pub fn item_line(i: &Item, out: &mut String) {
-    let _ = writeln!(out, "{}{:<10}  {}", stamp(i.seq, i.at), i.kind, i.text);
+    line_start(out, &stamp(i.seq, i.at), i.kind);
+    out.push_str(&i.text);
+    out.push('\n');
 }
 
 /// What the books keep of one folded record.

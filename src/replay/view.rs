@@ -77,7 +77,7 @@ pub fn write_text(journal: &str, p: &Pass, opts: &Options, sink: &mut dyn std::i
         let pending = pending.get(k).map(Vec::as_slice).unwrap_or_default();
         match p.lines.get(k) {
             // Already text: written as it is, between the heading and the state.
-            Some(lines) if opts.lines => {
+            Some(lines) => {
                 op_heading(k, op, &mut out);
                 sink.write_all(out.as_bytes())?;
                 out.clear();
