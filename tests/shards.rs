@@ -173,8 +173,7 @@ fn lease_of(ns: &str, target: &str, count: u32) -> String {
 fn ops_in(export: &Path, ns: &str, since_last_start: bool) -> BTreeSet<String> {
     let src = vworkspace_operator::replay::source::load(export).unwrap();
     let mut names = BTreeSet::new();
-    for e in src.entries() {
-        let e = e.unwrap();
+    for e in src.entries().unwrap() {
         if since_last_start
             && e.header.kind == EntryKind::Discovery
             && matches!(journal_codec::from_entry(&e).map(|r| r.body), Ok(RecordBody::Started(_)))

@@ -135,12 +135,18 @@ pub fn encode_entry(e: &Entry) -> Result<Vec<u8>> {
 
 /// Checks length, CRC and version; returns the payload and the header length.
 fn check_frame(seq_hint: u64, bytes: &[u8]) -> Result<(&[u8], usize)> {
+    frame_parts(seq_hint, bytes, true)
+}
+
+/// `check_frame`, with the CRC left out when `crc` is false: for a frame that was checked
+/// when it was read (`raw::Checked`). Lengths and version are checked either way.
+fn frame_parts(seq_hint: u64, bytes: &[u8], crc: bool) -> Result<(&[u8], usize)> {
     let damaged = |why: &str| Error::Damaged { seq: seq_hint, why: why.to_string() };
     if bytes.len() < PREFIX + 4 {
         return Err(damaged("shorter than a record frame"));
     }
-    let (payload, crc) = bytes.split_at(bytes.len() - 4);
-    if crc32c::crc32c(payload) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
+    let (payload, sum) = bytes.split_at(bytes.len() - 4);
+    if crc && crc32c::crc32c(payload) != u32::from_le_bytes([sum[0], sum[1], sum[2], sum[3]]) {
         return Err(damaged("checksum mismatch"));
     }
     supported(u16::from_le_bytes([payload[0], payload[1]]))?;
@@ -182,7 +188,18 @@ pub fn with_header<R>(
     buf: &mut AlignedVec,
     f: impl FnOnce(&ArchivedHeader) -> R,
 ) -> Result<R> {
-    let (payload, hlen) = check_frame(seq_hint, bytes)?;
+    with_header_of(seq_hint, bytes, true, buf, f)
+}
+
+/// `with_header`, skipping the CRC when `crc` is false (the frame was checked when read).
+pub(crate) fn with_header_of<R>(
+    seq_hint: u64,
+    bytes: &[u8],
+    crc: bool,
+    buf: &mut AlignedVec,
+    f: impl FnOnce(&ArchivedHeader) -> R,
+) -> Result<R> {
+    let (payload, hlen) = frame_parts(seq_hint, bytes, crc)?;
     buf.clear();
     buf.extend_from_slice(&payload[PREFIX..PREFIX + hlen]);
     let archived = rkyv::access::<ArchivedHeader, rancor::Error>(buf)

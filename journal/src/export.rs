@@ -16,7 +16,6 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 use crate::envelope::{self, Entry};
-use crate::raw::RawRecords;
 use crate::store::{Journal, SledJournal};
 use crate::{Error, Result};
 
@@ -100,28 +99,6 @@ pub fn read_from(r: impl Read, name: &Path) -> Result<Vec<Item>> {
     Ok(items)
 }
 
-/// Reads an export keeping its records as stored (checked, not decompressed): what `replay`
-/// folds one at a time. Returns the snapshot, if any, and the records.
-pub fn read_raw(path: &Path) -> Result<(Option<Snapshot>, RawRecords)> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let data = read_all(file, path)?;
-    let mut snapshot = None;
-    let mut spans = Vec::new();
-    frames(&data, path, |frame| {
-        match frame {
-            Frame::Snapshot { seq, state } => snapshot = Some((seq, state)),
-            Frame::Record { n, at } => spans.push((n, at)),
-        }
-        Ok(())
-    })?;
-    let mut records = RawRecords::over(data);
-    let mut scratch = rkyv::util::AlignedVec::new();
-    for (n, at) in spans {
-        records.keep(n, at, &mut scratch)?;
-    }
-    Ok((snapshot, records))
-}
-
 /// The whole export, refused after its first 12 bytes unless they start one: a foreign file is
 /// not read into memory whole to find that out.
 fn read_all(mut r: impl Read, name: &Path) -> Result<Vec<u8>> {
@@ -136,6 +113,24 @@ fn read_all(mut r: impl Read, name: &Path) -> Result<Vec<u8>> {
 
 /// A snapshot's seq and its state's bytes.
 pub type Snapshot = (u64, Vec<u8>);
+
+/// A snapshot frame's seq and state, its CRC checked.
+pub(crate) fn snapshot_of(bytes: &[u8]) -> Result<Snapshot> {
+    let len = bytes.len();
+    if len < 12 {
+        return Err(Error::Damaged { seq: 0, why: "snapshot frame too short".into() });
+    }
+    let (body, crc) = bytes.split_at(len - 4);
+    if crc32c::crc32c(body) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
+        return Err(Error::Damaged { seq: 0, why: "snapshot checksum mismatch".into() });
+    }
+    let mut s = [0u8; 8];
+    s.copy_from_slice(&body[..8]);
+    let seq = u64::from_le_bytes(s);
+    let state = envelope::decompress(&body[8..])
+        .map_err(|e| Error::Damaged { seq, why: format!("snapshot does not decompress: {e}") })?;
+    Ok((seq, state))
+}
 
 /// One frame of an export as `frames` hands it over.
 enum Frame {
@@ -177,18 +172,7 @@ fn frames(data: &[u8], name: &Path, mut each: impl FnMut(Frame) -> Result<()>) -
         pos += len;
         match ty {
             SNAPSHOT => {
-                if len < 12 {
-                    return Err(Error::Damaged { seq: 0, why: "snapshot frame too short".into() });
-                }
-                let (body, crc) = bytes.split_at(len - 4);
-                if crc32c::crc32c(body) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
-                    return Err(Error::Damaged { seq: 0, why: "snapshot checksum mismatch".into() });
-                }
-                let mut s = [0u8; 8];
-                s.copy_from_slice(&body[..8]);
-                let seq = u64::from_le_bytes(s);
-                let state = envelope::decompress(&body[8..])
-                    .map_err(|e| Error::Damaged { seq, why: format!("snapshot does not decompress: {e}") })?;
+                let (seq, state) = snapshot_of(bytes)?;
                 each(Frame::Snapshot { seq, state })?;
             }
             RECORD => {

@@ -7,6 +7,7 @@
 //!   a `durable()` barrier (sled flush + fdatasync), snapshots and compaction.
 //! - [`raw`]: records as stored, checked and decoded one at a time (replay).
 //! - [`export`]: one portable, self-describing file for incidents and replay.
+//! - [`stream`]: an export read one record at a time (replay).
 
 pub mod envelope;
 pub mod export;
@@ -14,6 +15,7 @@ pub mod outbox;
 pub mod raw;
 pub mod redact;
 pub mod store;
+pub mod stream;
 
 pub use envelope::{Entry, EntryKind, FORMAT_VERSION, Header, NewEntry, ResourceRef};
 pub use store::{Journal, OpenReport, SledJournal, VerifyReport};

@@ -289,3 +289,68 @@ fn export_import_round_trip_and_bad_exports() {
     assert!(export::read(&write("flipped", &flipped)).is_err());
     assert!(matches!(export::read(&tmp.path().join("missing")), Err(Error::Io { .. })));
 }
+
+/// The export read a record at a time (`stream`, what replay folds) reads what `export::read`
+/// reads, and refuses each bad file `export::read` refuses, plus a frame cut out of the middle
+/// (the end frame is still there, so its count no longer matches).
+#[test]
+fn the_streamed_export_reads_as_the_whole_one_and_refuses_the_same_files() {
+    use vworkspace_journal::raw::Decoder;
+    use vworkspace_journal::stream::ExportFile;
+    fn all(path: &std::path::Path) -> Result<(Option<(u64, Vec<u8>)>, Vec<vworkspace_journal::Entry>), Error> {
+        let f = ExportFile::open(path)?;
+        let mut r = f.records()?;
+        let (mut d, mut out) = (Decoder::default(), Vec::new());
+        while let Some(raw) = r.next_record()? {
+            out.push(d.decode(0, raw)?.clone());
+        }
+        assert_eq!(out.len() as u64, f.len());
+        Ok((f.snapshot().cloned(), out))
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let j = open(&tmp.path().join("a"));
+    j.append((1..=50).map(entry).collect::<Vec<_>>()).unwrap();
+    j.write_snapshot(40, b"folded").unwrap();
+    j.durable().unwrap();
+    let file = tmp.path().join("incident.vwj");
+    export::export(&j, &file).unwrap();
+    let whole = export::read(&file).unwrap();
+    let (snapshot, records) = all(&file).unwrap();
+    assert_eq!(Item::Snapshot { seq: 40, state: snapshot.unwrap().1 }, whole[0]);
+    assert_eq!(records.into_iter().map(Item::Record).collect::<Vec<_>>(), whole[1..]);
+    assert_eq!(ExportFile::open(&file).unwrap().first_seq(), Some(1));
+
+    let bytes = std::fs::read(&file).unwrap();
+    let write = |name: &str, b: &[u8]| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, b).unwrap();
+        p
+    };
+    assert!(matches!(all(&write("cut", &bytes[..bytes.len() - 30])), Err(Error::Truncated { .. })));
+    assert!(matches!(all(&write("half", &bytes[..bytes.len() / 2])), Err(Error::Truncated { .. })));
+    assert!(matches!(all(&write("foreign", b"PK\x03\x04 a zip file")), Err(Error::Foreign { .. })));
+    assert!(matches!(all(&write("empty", b"")), Err(Error::Foreign { .. })));
+    let mut newer = bytes.clone();
+    newer[8] = 7;
+    assert!(matches!(all(&write("newer", &newer)), Err(Error::NewerFormat { found: 7, .. })));
+    let mut flipped = bytes.clone();
+    flipped[bytes.len() / 2] ^= 0x01;
+    assert!(all(&write("flipped", &flipped)).is_err());
+    assert!(matches!(all(&tmp.path().join("missing")), Err(Error::Io { .. })));
+    // The 20th record frame cut out: every frame is whole, the count is one short.
+    let mut pos = 12;
+    let mut frames = Vec::new();
+    while pos < bytes.len() {
+        let len = u32::from_le_bytes(bytes[pos + 1..pos + 5].try_into().unwrap()) as usize;
+        frames.push(pos..pos + 5 + len);
+        pos += 5 + len;
+    }
+    let mut gap = bytes[..frames[20].start].to_vec();
+    gap.extend_from_slice(&bytes[frames[20].end..]);
+    let err = all(&write("gap", &gap)).unwrap_err();
+    assert!(err.to_string().contains("end frame says 50 records, found 49"), "{err}");
+    // A record frame claiming more bytes than the file holds.
+    let mut long = bytes.clone();
+    long[frames[5].start + 1..frames[5].start + 5].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(matches!(all(&write("long", &long)), Err(Error::Truncated { .. })));
+}

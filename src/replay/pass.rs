@@ -121,37 +121,40 @@ pub struct Pass {
 pub fn run(src: &Source, opts: &Options) -> Result<Pass> {
     let mut p = Pass { state: src.start.0.clone(), ..Default::default() };
     p.projector = crate::signals::Projector::seeded(&p.state);
-    let total = src.records.len() as u64;
+    let total = src.len();
     let every = (total / 100).max(1);
     let mut decoder = vworkspace_journal::raw::Decoder::default();
-    for (i, raw) in src.records.iter().enumerate() {
-        let e = decoder.decode(src.start.1 + i as u64 + 1, raw)?;
-        if let Some(f) = opts.progress.filter(|_| total > 100_000 && (i as u64).is_multiple_of(every)) {
-            f(i as u64, total);
+    let mut i = 0u64;
+    src.each(|raw| {
+        i += 1;
+        let e = decoder.decode(src.start.1 + i, raw)?;
+        if let Some(f) = opts.progress.filter(|_| total > 100_000 && (i - 1).is_multiple_of(every)) {
+            f(i - 1, total);
         }
         if opts.until.is_some_and(|u| e.header.seq > u)
             || opts.at.is_some_and(|at| e.header.recorded_at_micros > at.timestamp_micros())
         {
             p.stopped = true;
-            break;
+            return Ok(false);
         }
         // --check compares whole outcomes, so it probes echoes only.
         if !opts.diffs && (p.echo(e, opts) || (!opts.check && !opts.signals && p.answered(e, opts))) {
             p.count_probed(e.header.seq);
-            continue;
+            return Ok(true);
         }
         let rec = journal_codec::from_entry(e)?;
         if p.first_seq == 0 {
             p.first_seq = rec.seq;
         }
         if opts.check && !p.check(&rec) {
-            break;
+            return Ok(false);
         }
         let seq = rec.seq;
         p.step(e, rec, opts);
         p.records += 1;
         p.last_seq = seq;
-    }
+        Ok(true)
+    })?;
     Ok(p)
 }
 
@@ -326,13 +329,13 @@ impl Pass {
         let stamp = if opts.lines { stamp(seq, at) } else { String::new() };
         for k in touched {
             let mut line = if opts.lines {
-                Line::Text(&stamp, self.lines.entry(k.clone()).or_default())
+                Line::Text(&stamp, entry(&mut self.lines, &k, String::new))
             } else {
-                Line::Items(seq, at, self.timelines.entry(k.clone()).or_default())
+                Line::Items(seq, at, entry(&mut self.timelines, &k, Vec::new))
             };
             line.push(kind, format_args!("{text}"), || diff.clone());
             if let Some(op) = self.state.ops.get(&k).filter(|_| changed) {
-                let before = self.conditions.entry(k.clone()).or_default();
+                let before = entry(&mut self.conditions, &k, Vec::new);
                 let same = before.len() == op.conditions.map.len()
                     && before
                         .iter()
@@ -467,6 +470,15 @@ impl Line<'_> {
             }
         }
     }
+}
+
+/// The entry for `k`, cloning the key only when it is new (a record touches Operations that
+/// are there already, and a key is two strings).
+fn entry<'m, V>(map: &'m mut HashMap<OpKey, V>, k: &OpKey, new: impl FnOnce() -> V) -> &'m mut V {
+    if !map.contains_key(k) {
+        map.insert(k.clone(), new());
+    }
+    map.get_mut(k).expect("inserted above")
 }
 
 /// The start of a text line: seq and time as the JSON view writes them, padded.

@@ -1,11 +1,13 @@
-//! Loading a journal for replay: every record as stored (checked, still compressed; the pass
+//! Loading a journal for replay: its records as stored (checked, still compressed; the pass
 //! decodes one at a time), and the snapshot to start from when the head of the journal was
-//! compacted away.
+//! compacted away. An export file is read a record at a time as the pass goes; a journal
+//! directory is read whole first (sled has no cheaper sequential read).
 
 use std::path::Path;
 
-use vworkspace_journal::raw::{Decoder, RawRecords};
-use vworkspace_journal::{Entry, Journal, SledJournal, export};
+use vworkspace_journal::raw::{Checked, Decoder, RawRecords};
+use vworkspace_journal::stream::ExportFile;
+use vworkspace_journal::{Entry, Journal, SledJournal};
 
 use super::{Error, Result};
 use crate::fold::State;
@@ -15,16 +17,68 @@ pub struct Source {
     pub name: String,
     /// The state to fold from, and the seq it covers (0: from nothing).
     pub start: (State, u64),
-    /// Records after `start`, in seq order.
-    pub records: RawRecords,
+    pub records: Records,
+}
+
+/// Where the records after `start` are, in seq order.
+pub enum Records {
+    Memory(RawRecords),
+    /// Read from the file by each walk (`Source::each`): an export is not held in memory.
+    File(ExportFile),
 }
 
 impl Source {
+    /// How many records a walk hands over (for an export, counting any a snapshot covers).
+    pub fn len(&self) -> u64 {
+        match &self.records {
+            Records::Memory(r) => r.len() as u64,
+            Records::File(f) => f.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Hands each record after `start` to `f`, in order, until `f` returns false.
+    pub fn each(&self, mut f: impl FnMut(Checked<'_>) -> Result<bool>) -> Result<()> {
+        match &self.records {
+            Records::Memory(r) => {
+                for raw in r.iter() {
+                    if !f(raw)? {
+                        break;
+                    }
+                }
+            }
+            Records::File(file) => {
+                let mut reader = file.records()?;
+                let mut decoder = Decoder::default();
+                // Records a snapshot covers lead the file: the pass starts after them.
+                let mut covered = self.start.1 > 0;
+                while let Some(raw) = reader.next_record()? {
+                    if covered && decoder.decode(0, raw)?.header.seq <= self.start.1 {
+                        continue;
+                    }
+                    covered = false;
+                    if !f(raw)? {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Every record decoded, each in its own allocation (tools and tests; the pass decodes
     /// into one reused record instead).
-    pub fn entries(&self) -> impl Iterator<Item = Result<Entry>> + '_ {
+    pub fn entries(&self) -> Result<Vec<Entry>> {
         let mut d = Decoder::default();
-        self.records.iter().map(move |raw| Ok(d.decode(0, raw)?.clone()))
+        let mut out = Vec::new();
+        self.each(|raw| {
+            out.push(d.decode(0, raw)?.clone());
+            Ok(true)
+        })?;
+        Ok(out)
     }
 }
 
@@ -33,13 +87,15 @@ pub fn load(path: &Path) -> Result<Source> {
         return Err(Error::Missing(path.to_path_buf()));
     }
     let name = path.display().to_string();
-    let (snapshot, mut records) = if path.is_dir() {
+    let (snapshot, first, records) = if path.is_dir() {
         let j = SledJournal::open_existing(path)?;
-        (j.latest_snapshot()?, j.raw_records(0)?)
+        let r = j.raw_records(0)?;
+        (j.latest_snapshot()?, r.first_seq(), Records::Memory(r))
     } else {
-        export::read_raw(path)?
+        let f = ExportFile::open(path)?;
+        (f.snapshot().cloned(), f.first_seq(), Records::File(f))
     };
-    let Some(first) = records.first_seq() else { return Err(Error::Empty(name)) };
+    let Some(first) = first else { return Err(Error::Empty(name)) };
     // Fold from nothing when the journal is whole; else from the snapshot it was compacted to.
     let start = if first <= 1 {
         (State::default(), 0)
@@ -50,6 +106,9 @@ pub fn load(path: &Path) -> Result<Source> {
         let state = serde_json::from_slice(&bytes).map_err(|e| Error::Snapshot { seq, why: e.to_string() })?;
         (state, seq)
     };
-    records.drop_through(start.1)?;
+    let mut records = records;
+    if let Records::Memory(r) = &mut records {
+        r.drop_through(start.1)?;
+    }
     Ok(Source { name, start, records })
 }
