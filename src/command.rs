@@ -49,7 +49,8 @@ pub enum Action {
     },
     /// Server-side apply of the whole status, field manager `vworkspace-operator`.
     PatchStatus {
-        status: Box<OperationStatus>,
+        /// Shared with the fold's last status sent (`LastStatus::Live`): one copy, not two.
+        status: std::sync::Arc<OperationStatus>,
     },
     /// One events.k8s.io/v1 Event on the Operation.
     EmitEvent {

@@ -274,7 +274,7 @@ async fn an_attempt_is_cut_off_when_its_term_runs_out() {
 #[tokio::test(start_paused = true)]
 async fn a_queued_status_patch_is_superseded_by_a_newer_one_and_never_sent() {
     let mut r = rig(Script { latency: Duration::from_millis(50), ..Default::default() }, fast());
-    let patch = |id: &str| Command { action: Action::PatchStatus { status: Box::default() }, ..cmd("a", id) };
+    let patch = |id: &str| Command { action: Action::PatchStatus { status: Default::default() }, ..cmd("a", id) };
     // a0 runs; the patches queue behind it, with an Event between them.
     r.commands.send(cmd("a", "a0")).unwrap();
     tokio::task::yield_now().await;

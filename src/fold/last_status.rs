@@ -3,6 +3,8 @@
 //! ended, a 128-bit digest stands in for it: at 10,000 retained Operations the statuses were
 //! some 16 MB of the heap. Both forms ignore the running duration, which alone sends nothing.
 
+use std::sync::Arc;
+
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
@@ -11,7 +13,8 @@ use crate::api::OperationStatus;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum LastStatus {
-    Live(Box<OperationStatus>),
+    /// Shared with the status patch that sent it.
+    Live(Arc<OperationStatus>),
     Settled(Digest),
 }
 
@@ -53,8 +56,20 @@ const PREFIX: &str = "sha256-128:";
 
 impl LastStatus {
     /// The status as sent; a digest if its Operation has ended.
-    pub fn new(mut status: OperationStatus, terminal: bool) -> Self {
-        if terminal { LastStatus::Settled(Digest::of(&mut status)) } else { LastStatus::Live(Box::new(status)) }
+    pub fn new(status: OperationStatus, terminal: bool) -> Self {
+        Self::sent(status, terminal).0
+    }
+
+    /// What to keep of a status about to be sent, and the status to send: the same allocation
+    /// while it runs, a digest taken before it is shared once it has ended (no copy either way).
+    pub fn sent(mut status: OperationStatus, terminal: bool) -> (Self, Arc<OperationStatus>) {
+        if terminal {
+            let d = Digest::of(&mut status);
+            (LastStatus::Settled(d), Arc::new(status))
+        } else {
+            let status = Arc::new(status);
+            (LastStatus::Live(status.clone()), status)
+        }
     }
 
     /// Whether `status` says the same, the duration aside. `status` is handed back as it came.
@@ -74,7 +89,8 @@ impl LastStatus {
     /// Kept as a digest from now on (its Operation has ended).
     pub fn settle(&mut self) {
         if let LastStatus::Live(s) = self {
-            *self = LastStatus::Settled(Digest::of(s));
+            // Copied only if the patch that sent it is still held (a replay's commands in flight).
+            *self = LastStatus::Settled(Digest::of(Arc::make_mut(s)));
         }
     }
 }
@@ -102,7 +118,7 @@ impl<'de> Deserialize<'de> for LastStatus {
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<LastStatus, A::Error> {
                 OperationStatus::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(|s| LastStatus::Live(Box::new(s)))
+                    .map(|s| LastStatus::Live(Arc::new(s)))
             }
         }
         d.deserialize_any(V)
@@ -139,6 +155,25 @@ mod tests {
     }
 
     #[test]
+    fn a_status_sent_is_kept_without_a_copy() {
+        for terminal in [false, true] {
+            let (last, sent) = LastStatus::sent(status(OperationPhase::Running, "1s"), terminal);
+            assert_eq!(*sent, status(OperationPhase::Running, "1s"), "sent as built");
+            assert!(last.same(&mut status(OperationPhase::Running, "5s")));
+            assert!(!last.same(&mut status(OperationPhase::Failed, "1s")));
+            match &last {
+                LastStatus::Live(kept) => assert!(!terminal && Arc::ptr_eq(kept, &sent)),
+                LastStatus::Settled(_) => assert!(terminal),
+            }
+        }
+        // Settling while the patch still holds the status leaves the patch as it was.
+        let (mut last, sent) = LastStatus::sent(status(OperationPhase::Succeeded, "2s"), false);
+        last.settle();
+        assert_eq!(last, LastStatus::new(status(OperationPhase::Succeeded, "8s"), true));
+        assert_eq!(*sent, status(OperationPhase::Succeeded, "2s"));
+    }
+
+    #[test]
     fn serialises_as_the_status_or_the_digest_and_reads_both_back() {
         for terminal in [false, true] {
             let last = LastStatus::new(status(OperationPhase::Running, "1s"), terminal);
@@ -149,7 +184,7 @@ mod tests {
         // A snapshot from before digests holds the status object.
         let old = serde_json::to_string(&status(OperationPhase::Failed, "2s")).unwrap();
         let read: LastStatus = serde_json::from_str(&old).unwrap();
-        assert_eq!(read, LastStatus::Live(Box::new(status(OperationPhase::Failed, "2s"))));
+        assert_eq!(read, LastStatus::Live(Arc::new(status(OperationPhase::Failed, "2s"))));
         for bad in ["\"sha256-128:zz\"", "\"md5:00\"", "3", "[]"] {
             assert!(serde_json::from_str::<LastStatus>(bad).is_err(), "{bad}");
         }

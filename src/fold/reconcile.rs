@@ -818,7 +818,8 @@ pub fn build_status(op: &OpState, now: DateTime<Utc>) -> OperationStatus {
 fn emit_status(op: &mut OpState, env: &Env<'_>, out: &mut Vec<Command>) {
     let mut status = build_status(op, env.now);
     if !op.last_status.as_ref().is_some_and(|last| last.same(&mut status)) {
-        op.last_status = Some(LastStatus::new(status.clone(), op.is_terminal()));
-        op.emit(Action::PatchStatus { status: Box::new(status) }, Some(Pending::Status), out);
+        let (last, status) = LastStatus::sent(status, op.is_terminal());
+        op.last_status = Some(last);
+        op.emit(Action::PatchStatus { status }, Some(Pending::Status), out);
     }
 }
