@@ -8,6 +8,8 @@ use crate::fold::observe::OpMeta;
 use crate::key::{ObjKey, OpKey};
 use crate::record::{Record, RecordBody, WatchEvent};
 
+mod probe;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("record at seq {seq} does not decode: {why}")]
@@ -99,16 +101,6 @@ pub fn op_meta(e: &Entry) -> Option<(OpKey, OpMeta)> {
     use serde::Deserialize;
     use serde::de::IgnoredAny;
     #[derive(Deserialize)]
-    struct Body {
-        object: Obj,
-    }
-    #[derive(Deserialize)]
-    struct Obj {
-        metadata: Meta,
-        #[serde(default)]
-        spec: Option<Spec>,
-    }
-    #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Meta {
         name: String,
@@ -135,13 +127,12 @@ pub fn op_meta(e: &Entry) -> Option<(OpKey, OpMeta)> {
     if h.kind != EntryKind::Observed || h.event != event_code(WatchEvent::Apply) || h.resource.kind != "Operation" {
         return None;
     }
-    let b: Body = serde_json::from_str(text(e).ok()?).ok()?;
-    let m = b.object.metadata;
+    let (m, spec) = probe::object::<Meta, Spec>(text(e).ok()?)?;
     if m.uid.is_empty() {
         return None;
     }
     let key = OpKey::new(m.namespace.unwrap_or_default(), m.name);
-    let cancel = match b.object.spec.and_then(|s| s.cancel) {
+    let cancel = match spec.and_then(|s| s.cancel) {
         None => Some(false),
         Some(v) => v.as_bool(),
     };
