@@ -4,21 +4,16 @@
 //! The index is never iterated (so the fold's purity rule, no hash-order walk, holds): every
 //! walk, `Debug` included, goes by `order`.
 
-use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeSet, HashMap};
-use std::hash::BuildHasherDefault;
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::op::OpState;
-use crate::key::OpKey;
-
-/// SipHash with fixed keys: the same buckets in every process (no per-process random seed).
-type Fixed = BuildHasherDefault<DefaultHasher>;
+use crate::key::{OpIndex, OpKey};
 
 #[derive(Clone, Default)]
 pub struct OpMap {
-    by_key: HashMap<OpKey, Box<OpState>, Fixed>,
+    by_key: OpIndex<Box<OpState>>,
     order: BTreeSet<OpKey>,
 }
 

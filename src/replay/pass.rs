@@ -2,7 +2,7 @@
 //! condition transitions, commands, outcomes), stops at a moment when asked, and checks each
 //! recorded outcome against the command this build issues for it (`--check`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
@@ -15,7 +15,7 @@ use super::source::Source;
 use crate::command::{Action, Command};
 use crate::fold::{self, State};
 use crate::journal_codec;
-use crate::key::{ObjKey, OpKey};
+use crate::key::{ObjKey, OpIndex, OpKey};
 use crate::record::{OutcomeResult, Record, RecordBody, ResourceKind, WatchEvent};
 
 #[derive(Clone, Debug, Default)]
@@ -96,9 +96,9 @@ pub struct Divergence {
 pub struct Pass {
     pub state: State,
     /// Looked up, never iterated (views walk the folded Operations in order).
-    pub timelines: HashMap<OpKey, Vec<Item>>,
+    pub timelines: OpIndex<Vec<Item>>,
     /// The same timelines as text lines, when `Options::lines` asks for them instead.
-    pub lines: HashMap<OpKey, String>,
+    pub lines: OpIndex<String>,
     pub records: u64,
     /// Of those, folded from a probe of the body (echoes, answered commands), not decoded whole.
     pub probed: u64,
@@ -113,7 +113,7 @@ pub struct Pass {
     /// Commands answered: ID → digest, so a repeated outcome is not a divergence.
     answered: BTreeMap<String, String>,
     objects: BTreeMap<(ResourceKind, ObjKey), Value>,
-    conditions: HashMap<OpKey, Vec<(String, String, String)>>,
+    conditions: OpIndex<Vec<(String, String, String)>>,
     pub signals: Vec<crate::signals::Signal>,
     projector: crate::signals::Projector,
 }
@@ -486,7 +486,7 @@ impl Line<'_> {
 
 /// The entry for `k`, cloning the key only when it is new (a record touches Operations that
 /// are there already, and a key is two strings).
-fn entry<'m, V>(map: &'m mut HashMap<OpKey, V>, k: &OpKey, new: impl FnOnce() -> V) -> &'m mut V {
+fn entry<'m, V>(map: &'m mut OpIndex<V>, k: &OpKey, new: impl FnOnce() -> V) -> &'m mut V {
     if !map.contains_key(k) {
         map.insert(k.clone(), new());
     }
