@@ -297,7 +297,8 @@ fn export_import_round_trip_and_bad_exports() {
 fn the_streamed_export_reads_as_the_whole_one_and_refuses_the_same_files() {
     use vworkspace_journal::raw::Decoder;
     use vworkspace_journal::stream::ExportFile;
-    fn all(path: &std::path::Path) -> Result<(Option<(u64, Vec<u8>)>, Vec<vworkspace_journal::Entry>), Error> {
+    type Read = (Option<export::Snapshot>, Vec<vworkspace_journal::Entry>);
+    fn all(path: &std::path::Path) -> Result<Read, Error> {
         let f = ExportFile::open(path)?;
         let mut r = f.records()?;
         let (mut d, mut out) = (Decoder::default(), Vec::new());
