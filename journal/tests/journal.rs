@@ -251,14 +251,19 @@ fn no_secret_value_reaches_the_disk() {
     }
 }
 
-#[test]
-fn export_import_round_trip_and_bad_exports() {
-    let tmp = tempfile::tempdir().unwrap();
-    let j = open(&tmp.path().join("a"));
+/// A journal of 50 records with a snapshot at 40, and where to export it.
+fn incident(dir: &Path) -> (SledJournal, std::path::PathBuf) {
+    let j = open(&dir.join("a"));
     j.append((1..=50).map(entry).collect::<Vec<_>>()).unwrap();
     j.write_snapshot(40, b"folded").unwrap();
     j.durable().unwrap();
-    let file = tmp.path().join("incident.vwj");
+    (j, dir.join("incident.vwj"))
+}
+
+#[test]
+fn export_import_round_trip_and_bad_exports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (j, file) = incident(tmp.path());
     assert_eq!(export::export(&j, &file).unwrap(), 50);
     let items = export::read(&file).unwrap();
     assert_eq!(items[0], Item::Snapshot { seq: 40, state: b"folded".to_vec() });
@@ -309,11 +314,7 @@ fn the_streamed_export_reads_as_the_whole_one_and_refuses_the_same_files() {
         Ok((f.snapshot().cloned(), out))
     }
     let tmp = tempfile::tempdir().unwrap();
-    let j = open(&tmp.path().join("a"));
-    j.append((1..=50).map(entry).collect::<Vec<_>>()).unwrap();
-    j.write_snapshot(40, b"folded").unwrap();
-    j.durable().unwrap();
-    let file = tmp.path().join("incident.vwj");
+    let (j, file) = incident(tmp.path());
     export::export(&j, &file).unwrap();
     let whole = export::read(&file).unwrap();
     let (snapshot, records) = all(&file).unwrap();
