@@ -21,9 +21,9 @@ use crate::{Error, Result};
 
 pub const MAGIC: &[u8; 8] = b"VWJOURNL";
 pub const EXPORT_VERSION: u16 = 1;
-const SNAPSHOT: u8 = 1;
-const RECORD: u8 = 2;
-const END: u8 = 255;
+pub(crate) const SNAPSHOT: u8 = 1;
+pub(crate) const RECORD: u8 = 2;
+pub(crate) const END: u8 = 255;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Item {
@@ -103,12 +103,38 @@ pub fn read_from(r: impl Read, name: &Path) -> Result<Vec<Item>> {
 /// not read into memory whole to find that out.
 fn read_all(mut r: impl Read, name: &Path) -> Result<Vec<u8>> {
     let mut data = vec![0u8; 12];
-    if r.read_exact(&mut data).is_err() || &data[..8] != MAGIC {
+    if r.read_exact(&mut data).is_err() {
         return Err(Error::Foreign { path: name.display().to_string() });
     }
+    check_head(&data, name)?;
     // Grown as bytes arrive, never sized from a length the file claims.
     r.read_to_end(&mut data).map_err(|e| Error::io(name, e))?;
     Ok(data)
+}
+
+/// The file's first 12 bytes: the magic, then an export version this build reads.
+pub(crate) fn check_head(head: &[u8], name: &Path) -> Result<()> {
+    if head.len() < 12 || &head[..8] != MAGIC {
+        return Err(Error::Foreign { path: name.display().to_string() });
+    }
+    let version = u16::from_le_bytes([head[8], head[9]]);
+    if version > EXPORT_VERSION {
+        return Err(Error::NewerFormat { found: version, supported: EXPORT_VERSION });
+    }
+    Ok(())
+}
+
+/// An end frame's 12 bytes: the record count it gives, and whether its CRC holds (None for
+/// another length).
+pub(crate) fn end_body(body: &[u8]) -> Option<(u64, bool)> {
+    let body: [u8; 12] = body.try_into().ok()?;
+    let [count @ .., _, _, _, _] = body;
+    Some((u64::from_le_bytes(count), crc32c::crc32c(&count).to_le_bytes() == body[8..]))
+}
+
+/// The end frame counts other records than the file holds.
+pub(crate) fn count_differs(count: u64, found: u64) -> Error {
+    Error::Damaged { seq: 0, why: format!("end frame says {count} records, found {found}") }
 }
 
 /// A snapshot's seq and its state's bytes.
@@ -149,13 +175,7 @@ enum Frame {
 /// end frame's count.
 fn frames(data: &[u8], name: &Path, mut each: impl FnMut(Frame) -> Result<()>) -> Result<()> {
     let p = name.display().to_string();
-    if data.len() < 12 || &data[..8] != MAGIC {
-        return Err(Error::Foreign { path: p });
-    }
-    let version = u16::from_le_bytes([data[8], data[9]]);
-    if version > EXPORT_VERSION {
-        return Err(Error::NewerFormat { found: version, supported: EXPORT_VERSION });
-    }
+    check_head(data, name)?;
     let mut pos = 12;
     let mut records = 0u64;
     loop {
@@ -180,19 +200,11 @@ fn frames(data: &[u8], name: &Path, mut each: impl FnMut(Frame) -> Result<()>) -
                 each(Frame::Record { n: records, at })?;
             }
             END => {
-                if len != 12 {
-                    return Err(Error::Damaged { seq: 0, why: "end frame malformed".into() });
-                }
-                let mut c = [0u8; 8];
-                c.copy_from_slice(&bytes[..8]);
-                let count = u64::from_le_bytes(c);
-                if crc32c::crc32c(&bytes[..8]).to_le_bytes() != bytes[8..12] || count != records {
-                    return Err(Error::Damaged {
-                        seq: 0,
-                        why: format!("end frame says {count} records, found {records}"),
-                    });
-                }
-                return Ok(());
+                return match end_body(bytes) {
+                    None => Err(Error::Damaged { seq: 0, why: "end frame malformed".into() }),
+                    Some((count, true)) if count == records => Ok(()),
+                    Some((count, _)) => Err(count_differs(count, records)),
+                };
             }
             other => return Err(Error::Damaged { seq: records, why: format!("unknown frame type {other}") }),
         }

@@ -10,13 +10,10 @@ use std::path::{Path, PathBuf};
 use rkyv::util::AlignedVec;
 
 use crate::envelope;
-use crate::export::{EXPORT_VERSION, MAGIC, Snapshot, snapshot_of};
+use crate::export::{END, RECORD, SNAPSHOT, Snapshot, check_head, count_differs, end_body, snapshot_of};
 use crate::raw::Checked;
 use crate::{Error, Result};
 
-const SNAPSHOT: u8 = 1;
-const RECORD: u8 = 2;
-const END: u8 = 255;
 /// Type, length, then 8 bytes of count and 4 of CRC.
 const END_FRAME: u64 = 5 + 12;
 
@@ -41,13 +38,10 @@ impl ExportFile {
         let p = || path.display().to_string();
         let mut f = File::open(path).map_err(io)?;
         let mut head = [0u8; 12];
-        if f.read_exact(&mut head).is_err() || &head[..8] != MAGIC {
+        if f.read_exact(&mut head).is_err() {
             return Err(Error::Foreign { path: p() });
         }
-        let version = u16::from_le_bytes([head[8], head[9]]);
-        if version > EXPORT_VERSION {
-            return Err(Error::NewerFormat { found: version, supported: EXPORT_VERSION });
-        }
+        check_head(&head, path)?;
         let len = f.metadata().map_err(io)?.len();
         let count = end_count(&mut f, len).ok_or_else(|| Error::Truncated { path: p(), why: "no end frame".into() })?;
         let mut r = BufReader::new(f);
@@ -61,17 +55,17 @@ impl ExportFile {
                     return Err(Error::Damaged { seq: 0, why: "two snapshot frames".into() });
                 }
                 SNAPSHOT => {
-                    let bytes = read_body(&mut r, n, len - at, path)?;
+                    let bytes = read_body(&mut r, n, len - at - 5, path)?;
                     snapshot = Some(snapshot_of(&bytes)?);
                     at += 5 + n as u64;
                 }
                 RECORD => {
-                    let bytes = read_body(&mut r, n, len - at, path)?;
+                    let bytes = read_body(&mut r, n, len - at - 5, path)?;
                     first_seq = Some(envelope::check(1, &bytes, &mut AlignedVec::new())?);
                     break;
                 }
                 END if count == 0 => break,
-                END => return Err(Error::Damaged { seq: 0, why: format!("end frame says {count} records, found 0") }),
+                END => return Err(count_differs(count, 0)),
                 other => return Err(Error::Damaged { seq: 0, why: format!("unknown frame type {other} at the head") }),
             }
         }
@@ -148,9 +142,7 @@ impl RecordReader {
                 Ok(Some(Checked::new(&self.buf)))
             }
             END if self.n == self.count => Ok(None),
-            END => {
-                Err(Error::Damaged { seq: 0, why: format!("end frame says {} records, found {}", self.count, self.n) })
-            }
+            END => Err(count_differs(self.count, self.n)),
             SNAPSHOT => Err(Error::Damaged { seq: self.n, why: "a snapshot frame after records".into() }),
             other => Err(Error::Damaged { seq: self.n, why: format!("unknown frame type {other}") }),
         }
@@ -169,9 +161,9 @@ fn end_count(f: &mut File, len: u64) -> Option<u64> {
     f.seek(SeekFrom::Start(len - END_FRAME)).ok()?;
     let mut end = [0u8; END_FRAME as usize];
     f.read_exact(&mut end).ok()?;
-    let (ty, n, body) = (end[0], u32::from_le_bytes([end[1], end[2], end[3], end[4]]), &end[5..]);
-    let count = u64::from_le_bytes(body[..8].try_into().ok()?);
-    (ty == END && n == 12 && crc32c::crc32c(&body[..8]).to_le_bytes() == body[8..12]).then_some(count)
+    let (ty, n) = (end[0], u32::from_le_bytes([end[1], end[2], end[3], end[4]]));
+    let (count, crc_ok) = end_body(&end[5..])?;
+    (ty == END && n == 12 && crc_ok).then_some(count)
 }
 
 /// A frame's type and length; None at the end of the file.
