@@ -498,8 +498,9 @@ fn entry<'m, V>(map: &'m mut OpIndex<V>, k: &OpKey, new: impl FnOnce() -> V) -> 
 /// Years outside 0..=9999 and leap seconds go through chrono (test: `stamps_as_chrono_writes`).
 fn stamp(seq: u64, at: DateTime<Utc>) -> String {
     use chrono::{Datelike, Timelike};
-    fn digits(out: &mut String, mut n: u64, width: usize) {
-        let mut buf = [b'0'; 20];
+    /// `n` right-aligned to `width`, filled with `fill` (`'0'` pads a date field, `' '` the seq).
+    fn number(out: &mut String, mut n: u64, width: usize, fill: u8) {
+        let mut buf = [fill; 20];
         let mut i = buf.len();
         while n > 0 || i == buf.len() {
             i -= 1;
@@ -509,15 +510,9 @@ fn stamp(seq: u64, at: DateTime<Utc>) -> String {
         let len = (buf.len() - i).max(width);
         out.extend(buf[buf.len() - len..].iter().map(|&b| b as char));
     }
+    let digits = |out: &mut String, n: u64, width: usize| number(out, n, width, b'0');
     let mut out = String::with_capacity(48);
-    let mut n = seq;
-    let mut width = 1;
-    while n >= 10 {
-        n /= 10;
-        width += 1;
-    }
-    out.push_str(&PAD[..8usize.saturating_sub(width)]);
-    digits(&mut out, seq, 1);
+    number(&mut out, seq, 8, b' ');
     out.push_str("  ");
     let start = out.len();
     let (year, nanos) = (at.year(), at.nanosecond());
