@@ -21,10 +21,14 @@ struct Issued {
     child: Option<(String, String, String)>,
 }
 
+/// Each contract condition's last `(status, reason)`, indexed by `ConditionType`.
+type Seen = [Option<(ConditionStatus, Box<str>)>; ConditionType::ALL.len()];
+
 #[derive(Clone, Debug, Default)]
 pub struct Projector {
-    /// Per Operation, each condition's last `(status, reason)`.
-    conditions: BTreeMap<OpKey, BTreeMap<String, (String, String)>>,
+    /// Per Operation, each condition's last `(status, reason)`: held for every Operation the
+    /// fold holds, so it is kept small (an array by condition type, not a map of strings).
+    conditions: BTreeMap<OpKey, Seen>,
     issued: BTreeMap<String, Issued>,
     /// Children being waited on: (Operation, step) → since.
     waits: BTreeMap<(OpKey, u32), DateTime<Utc>>,
@@ -55,12 +59,10 @@ impl Projector {
     pub fn seeded(state: &State) -> Self {
         let mut p = Self::default();
         for (key, op) in &state.ops {
-            let seen = op
-                .conditions
-                .map
-                .values()
-                .map(|c| (c.type_.clone(), (c.status.as_str().to_string(), c.reason.clone())))
-                .collect();
+            let mut seen = Seen::default();
+            for (ty, c) in op.conditions.map.iter() {
+                seen[ty as usize] = Some((c.status, c.reason.as_str().into()));
+            }
             p.conditions.insert(key.clone(), seen);
         }
         p
@@ -148,14 +150,17 @@ impl Projector {
     }
 
     fn transitions(&mut self, op: &OpState, rec: &Record, out: &mut Vec<Signal>) {
-        let seen = self.conditions.entry(op.key.clone()).or_default();
+        if !self.conditions.contains_key(&op.key) {
+            self.conditions.insert(op.key.clone(), Seen::default());
+        }
+        let Some(seen) = self.conditions.get_mut(&op.key) else { return };
         let mut info = None;
-        for c in op.conditions.map.values() {
-            let now = (c.status.as_str().to_string(), c.reason.clone());
-            let before = seen.insert(c.type_.clone(), now.clone());
-            if before.as_ref() == Some(&now) {
+        for (ty, c) in op.conditions.map.iter() {
+            let slot = &mut seen[ty as usize];
+            if slot.as_ref().is_some_and(|(s, r)| *s == c.status && **r == *c.reason) {
                 continue;
             }
+            let before = slot.replace((c.status, c.reason.as_str().into()));
             let terminal = c.type_ == ConditionType::Succeeded.as_str() && c.status != ConditionStatus::Unknown;
             let info = info.get_or_insert_with(|| OpInfo::of(op)).clone();
             out.push(Signal::Transition(Transition {
@@ -163,9 +168,9 @@ impl Projector {
                 seq: rec.seq,
                 at: rec.at,
                 ty: c.type_.clone(),
-                from: before.map(|(s, r)| format!("{s}/{r}")),
-                status: now.0,
-                reason: now.1,
+                from: before.map(|(s, r)| format!("{}/{r}", s.as_str())),
+                status: c.status.as_str().to_string(),
+                reason: c.reason.clone(),
                 message: c.message.clone(),
                 phase: op.conditions.phase().as_str().to_string(),
                 terminal,
