@@ -213,7 +213,7 @@ fn step_body(state: &mut State, seq: u64, at: DateTime<Utc>, body: Cow<'_, Recor
         }
         Some(RecordBody::Timer(t)) => {
             if let Some(op) = state.ops.get_mut(&t.op) {
-                op.timers.remove(&t.timer);
+                op.fired(t.timer);
                 touched.ops.insert(t.op.clone());
             }
         }
