@@ -66,3 +66,12 @@ pub type FixedHash = foldhash::fast::FixedState;
 
 /// Operations by key, for lookups only (a walk in key order goes over an ordered map).
 pub type OpIndex<V> = std::collections::HashMap<OpKey, V, FixedHash>;
+
+/// The entry for `k`, cloning the key only when it is new (a record touches Operations that
+/// are there already, and a key is two strings).
+pub fn entry<'m, V>(map: &'m mut OpIndex<V>, k: &OpKey, new: impl FnOnce() -> V) -> &'m mut V {
+    if !map.contains_key(k) {
+        map.insert(k.clone(), new());
+    }
+    map.get_mut(k).expect("inserted above")
+}

@@ -15,7 +15,7 @@ use super::source::Source;
 use crate::command::{Action, Command};
 use crate::fold::{self, State};
 use crate::journal_codec;
-use crate::key::{ObjKey, OpIndex, OpKey};
+use crate::key::{ObjKey, OpIndex, OpKey, entry};
 use crate::record::{OutcomeResult, Record, RecordBody, ResourceKind, WatchEvent};
 
 #[derive(Clone, Debug, Default)]
@@ -482,15 +482,6 @@ impl Line<'_> {
             }
         }
     }
-}
-
-/// The entry for `k`, cloning the key only when it is new (a record touches Operations that
-/// are there already, and a key is two strings).
-fn entry<'m, V>(map: &'m mut OpIndex<V>, k: &OpKey, new: impl FnOnce() -> V) -> &'m mut V {
-    if !map.contains_key(k) {
-        map.insert(k.clone(), new());
-    }
-    map.get_mut(k).expect("inserted above")
 }
 
 /// The start of a text line: seq and time as the JSON view writes them, padded.

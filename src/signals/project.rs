@@ -10,7 +10,7 @@ use crate::api::{ConditionStatus, ConditionType};
 use crate::command::{Action, Command};
 use crate::fold::State;
 use crate::fold::op::{CreateState, OpState};
-use crate::key::OpKey;
+use crate::key::{OpIndex, OpKey, entry};
 use crate::record::{Record, RecordBody, ResourceKind};
 
 #[derive(Clone, Debug)]
@@ -28,7 +28,7 @@ type Seen = [Option<(ConditionStatus, Box<str>)>; ConditionType::ALL.len()];
 pub struct Projector {
     /// Per Operation, each condition's last `(status, reason)`: held for every Operation the
     /// fold holds, so it is kept small (an array by condition type, not a map of strings).
-    conditions: BTreeMap<OpKey, Seen>,
+    conditions: OpIndex<Seen>,
     issued: BTreeMap<String, Issued>,
     /// Children being waited on: (Operation, step) → since.
     waits: BTreeMap<(OpKey, u32), DateTime<Utc>>,
@@ -150,10 +150,7 @@ impl Projector {
     }
 
     fn transitions(&mut self, op: &OpState, rec: &Record, out: &mut Vec<Signal>) {
-        if !self.conditions.contains_key(&op.key) {
-            self.conditions.insert(op.key.clone(), Seen::default());
-        }
-        let Some(seen) = self.conditions.get_mut(&op.key) else { return };
+        let seen = entry(&mut self.conditions, &op.key, Seen::default);
         let mut info = None;
         for (ty, c) in op.conditions.map.iter() {
             let slot = &mut seen[ty as usize];
