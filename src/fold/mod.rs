@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod child;
 pub mod conditions;
+pub mod frozen;
 pub mod last_status;
 pub mod listed;
 pub mod observe;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::conditions::Conditions;
 use super::last_status::LastStatus;
-use crate::api::{EngineStatus, OperationSpec, OperationTemplateSpec, PlannedChild};
+use crate::api::{EngineStatus, OperationSpec, PlannedChild};
 use crate::command::HelmHook;
 use crate::engine::EngineKind;
 use crate::key::OpKey;
@@ -28,7 +28,7 @@ pub struct OpState {
     pub deleting: bool,
     pub conditions: Conditions,
     /// Resolved template name and spec, frozen once the Operation starts.
-    pub template: Option<(String, OperationTemplateSpec)>,
+    pub template: Option<super::frozen::Frozen>,
     pub started: Option<DateTime<Utc>>,
     pub completed: Option<DateTime<Utc>>,
     pub steps: Vec<StepState>,

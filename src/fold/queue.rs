@@ -44,7 +44,7 @@ impl Slot {
             target: (op.key.namespace.clone(), target.to_string()),
             order: (op.created, op.key.name.clone()),
             started: op.started.is_some(),
-            exclusive: op.template.as_ref().is_none_or(|(_, t)| t.preconditions.exclusive),
+            exclusive: op.template.as_ref().is_none_or(|t| t.spec().preconditions.exclusive),
             shown: op.queue_position,
         })
     }

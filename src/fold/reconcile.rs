@@ -124,7 +124,7 @@ impl OpState {
     /// The deadline: the spec's, else the template's, from creation.
     pub fn deadline(&self) -> Option<DateTime<Utc>> {
         let secs =
-            self.spec.as_ref()?.deadline_seconds.or(self.template.as_ref().and_then(|(_, t)| t.deadline_seconds))?;
+            self.spec.as_ref()?.deadline_seconds.or(self.template.as_ref().and_then(|t| t.spec().deadline_seconds))?;
         Some(self.created + Duration::seconds(secs))
     }
 }
@@ -162,7 +162,7 @@ fn owned(op: &OpState, world: &World) -> Option<Owned> {
 /// mapping children) needs no copy of the template or parameters. None as for `owned`.
 fn with_ctx<R>(op: &OpState, world: &World, f: impl FnOnce(&OpContext<'_>) -> R) -> Option<R> {
     let spec = op.spec.as_ref()?;
-    let (_, template) = op.template.as_ref()?;
+    let template = op.template.as_ref()?.spec();
     let key = ObjKey::new(op.key.namespace.clone(), spec.target.name.clone());
     let absent;
     let target = match world.app(&key) {
@@ -270,7 +270,7 @@ fn accept(op: &mut OpState, env: &Env<'_>, out: &mut Vec<Command>) {
         Acceptance::Accepted(a) => {
             if op.started.is_some() {
                 // Adopted mid-flight after a lost journal: resume with the template as it is now.
-                op.template = Some((a.template_name, a.template));
+                op.template = Some(a.template);
                 op.kind = Some(a.engine);
                 // Its deadline may come from that template: arm it as acceptance does (found by fuzzing).
                 if let Some(d) = op.deadline() {
@@ -278,9 +278,9 @@ fn accept(op: &mut OpState, env: &Env<'_>, out: &mut Vec<Command>) {
                 }
                 return;
             }
-            let msg = format!("template {}, engine {}", a.template_name, a.engine.display());
+            let msg = format!("template {}, engine {}", a.template.name(), a.engine.display());
             op.set(C::Accepted, S::True, reason::VALID, msg, now, out);
-            op.template = Some((a.template_name.clone(), a.template.clone()));
+            op.template = Some(a.template.clone());
             op.kind = Some(a.engine);
             op.engine.get_or_insert_with(|| EngineStatus { name: a.engine.display().into(), ..Default::default() });
             if let Some(d) = op.deadline() {
@@ -294,7 +294,7 @@ fn accept(op: &mut OpState, env: &Env<'_>, out: &mut Vec<Command>) {
                 dry_run(op, a.engine, env, out);
                 return;
             }
-            match preconditions::check(op, &a.template, env.world, env.queues) {
+            match preconditions::check(op, a.template.spec(), env.world, env.queues) {
                 Preconditions::Blocked { reason: r, message, queue_position } => {
                     op.queue_position = queue_position;
                     op.set(C::PreconditionsMet, S::False, r, message, now, out);
@@ -736,7 +736,7 @@ fn after_terminal(op: &mut OpState, env: &Env<'_>, out: &mut Vec<Command>) {
             out,
         );
     }
-    let ttl = op.template.as_ref().and_then(|(_, t)| t.retention.ttl_seconds_after_finished);
+    let ttl = op.template.as_ref().and_then(|t| t.spec().retention.ttl_seconds_after_finished);
     if let (Some(ttl), Some(done)) = (ttl, op.completed) {
         let at = done + Duration::seconds(ttl);
         if env.now < at {

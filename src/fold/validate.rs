@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value};
 
+use super::frozen::Frozen;
 use super::op::OpState;
 use super::world::World;
 use crate::api::{OperationSpec, OperationTemplateSpec, OperationType, reason};
@@ -32,8 +33,7 @@ pub enum Acceptance {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Accepted {
-    pub template_name: String,
-    pub template: OperationTemplateSpec,
+    pub template: Frozen,
     pub engine: EngineKind,
 }
 
@@ -66,11 +66,7 @@ fn depth(v: &Value) -> usize {
 }
 
 /// Chooses the template: the named one, else the first by name that allows type, engine and namespace.
-fn resolve_template(
-    spec: &OperationSpec,
-    ns: &str,
-    world: &World,
-) -> Result<(String, OperationTemplateSpec), Acceptance> {
+fn resolve_template(spec: &OperationSpec, ns: &str, world: &World) -> Result<Frozen, Acceptance> {
     let ty = spec.type_;
     if let Some(name) = &spec.template {
         if let Some(err) = world.bad_templates.get(name) {
@@ -103,13 +99,13 @@ fn resolve_template(
                 ),
             ));
         }
-        return Ok((name.clone(), t.spec.clone()));
+        return Ok(Frozen::new(name.clone(), t.clone()));
     }
     let for_type: Vec<_> = world.templates.iter().filter(|(_, t)| t.spec.types.contains(&ty)).collect();
     let in_ns: Vec<_> = for_type.iter().filter(|(_, t)| namespace_allowed(&t.spec, ns)).collect();
     let matching = in_ns.iter().find(|(_, t)| spec.engine.is_none() || t.spec.engine == spec.engine);
     match matching {
-        Some((name, t)) => Ok(((*name).clone(), t.spec.clone())),
+        Some((name, t)) => Ok(Frozen::new((*name).clone(), (*t).clone())),
         None if !in_ns.is_empty() => Err(waiting(
             reason::ENGINE_NOT_ALLOWED,
             format!(
@@ -206,10 +202,11 @@ pub fn validate(op: &OpState, world: &World) -> Acceptance {
             format!("parameters nest deeper than {MAX_PARAMETER_DEPTH} levels"),
         );
     }
-    let (template_name, template) = match resolve_template(spec, ns, world) {
+    let frozen = match resolve_template(spec, ns, world) {
         Ok(t) => t,
         Err(a) => return a,
     };
+    let (template_name, template) = (frozen.name(), frozen.spec());
     let engine_name = spec.engine.or(template.engine);
     let engine = match (spec.type_, engine_name) {
         (OperationType::Upgrade, None) => EngineKind::ChartUpgrade,
@@ -233,7 +230,7 @@ pub fn validate(op: &OpState, world: &World) -> Acceptance {
     if let Err(e) = super::secret_refs::check(&params, template.parameters_schema.as_ref()) {
         return rejected(reason::INVALID_PARAMETERS, e);
     }
-    if let Err(a) = check_schema(&template_name, &template, &raw) {
+    if let Err(a) = check_schema(template_name, template, &raw) {
         return a;
     }
     if let (Some(d), Some(max)) = (spec.deadline_seconds, template.max_deadline_seconds)
@@ -269,7 +266,7 @@ pub fn validate(op: &OpState, world: &World) -> Acceptance {
         uid: &op.uid,
         ty: spec.type_,
         params: &params,
-        template: &template,
+        template,
         target: app,
     };
     if let Err(e) = engine.check_params(&ctx) {
@@ -280,7 +277,7 @@ pub fn validate(op: &OpState, world: &World) -> Acceptance {
     {
         return a;
     }
-    Acceptance::Accepted(Box::new(Accepted { template_name, template, engine }))
+    Acceptance::Accepted(Box::new(Accepted { template: frozen, engine }))
 }
 
 /// A restore may not use a backup that an Operation in another namespace made.

@@ -3,6 +3,7 @@
 //! store does, so a relist that coalesced missed updates (or missed deletes) converges.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use std::borrow::Cow;
 
@@ -19,7 +20,7 @@ use crate::record::{ChildKind, Discovery, ResourceKind};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct World {
     /// Cluster-scoped, by name.
-    pub templates: BTreeMap<String, OperationTemplate>,
+    pub templates: BTreeMap<String, Arc<OperationTemplate>>,
     /// Templates that do not parse, with the error, so Operations can say why.
     pub bad_templates: BTreeMap<String, String>,
     #[serde(with = "super::pairs")]
@@ -161,7 +162,7 @@ impl World {
             ResourceKind::OperationTemplate => match serde_json::from_value::<OperationTemplate>(obj) {
                 Ok(t) => {
                     self.bad_templates.remove(&key.name);
-                    self.templates.insert(key.name, t);
+                    self.templates.insert(key.name, Arc::new(t));
                 }
                 Err(e) => {
                     self.templates.remove(&key.name);
