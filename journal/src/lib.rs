@@ -4,7 +4,8 @@
 //! - [`envelope`]: the record format: an rkyv header, an lz4 body, a CRC32C.
 //! - [`redact`]: what never reaches the disk (Secret values, managedFields, env values, ...).
 //! - [`store`]: the [`Journal`] trait and its sled implementation, with group commit,
-//!   a `durable()` barrier (sled flush + fdatasync), snapshots and compaction.
+//!   a `durable()` barrier (sled flush + fdatasync), snapshots (in files, `snapfile`) and
+//!   compaction.
 //! - [`raw`]: records as stored, checked and decoded one at a time (replay).
 //! - [`export`]: one portable, self-describing file for incidents and replay.
 //! - [`stream`]: an export read one record at a time (replay).
@@ -14,6 +15,7 @@ pub mod export;
 pub mod outbox;
 pub mod raw;
 pub mod redact;
+mod snapfile;
 pub mod store;
 pub mod stream;
 
