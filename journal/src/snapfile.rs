@@ -58,7 +58,7 @@ pub(crate) fn write(
     std::fs::create_dir_all(&snaps).map_err(|e| Error::io(&snaps, e))?;
     let tmp = snaps.join(format!("{seq:020}.tmp"));
     let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let out = Crc { inner: BufWriter::with_capacity(1 << 16, file), crc: 0, len: 0 };
+    let out = Counted { inner: Crc { inner: BufWriter::with_capacity(1 << 16, file), crc: 0 }, n: 0 };
     let mut enc = Counted { inner: lz4_flex::frame::FrameEncoder::new(out), n: 0 };
     // The serialiser's failure is the state's (Encode); the disk's is I/O.
     write(&mut enc).map_err(|e| match e.kind() {
@@ -68,9 +68,8 @@ pub(crate) fn write(
     let size = enc.n;
     let mut out = enc.inner.finish().map_err(|e| Error::io(&tmp, std::io::Error::other(e)))?;
     out.write_all(&size.to_le_bytes()).map_err(|e| Error::io(&tmp, e))?;
-    let crc = out.crc;
-    let len = out.len + 4;
-    let mut file = out.inner.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
+    let (crc, len) = (out.inner.crc, out.n + 4);
+    let mut file = out.inner.inner.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
     file.write_all(&crc.to_le_bytes()).and_then(|()| file.sync_all()).map_err(|e| Error::io(&tmp, e))?;
     let to = path(dir, seq);
     std::fs::rename(&tmp, &to).map_err(|e| Error::io(&to, e))?;
@@ -78,8 +77,8 @@ pub(crate) fn write(
     Ok((size, Pointer { len, crc }))
 }
 
-/// The stored bytes of the snapshot of `seq`, if the file is there with the length and
-/// checksum its pointer names.
+/// The stored bytes of the snapshot of `seq` without their checksum, if the file is there with
+/// the length and checksum its pointer names.
 pub(crate) fn read(dir: &Path, seq: u64, p: Pointer) -> Option<Vec<u8>> {
     let mut f = File::open(path(dir, seq)).ok()?;
     let len = usize::try_from(p.len).ok()?;
@@ -88,8 +87,8 @@ pub(crate) fn read(dir: &Path, seq: u64, p: Pointer) -> Option<Vec<u8>> {
     }
     let mut v = Vec::with_capacity(len);
     f.read_to_end(&mut v).ok()?;
-    let body = &v[..len - 4];
-    (crc32c::crc32c(body) == p.crc && v[len - 4..] == p.crc.to_le_bytes()).then_some(v)
+    let crc = v.split_off(len - 4);
+    (crc32c::crc32c(&v) == p.crc && crc == p.crc.to_le_bytes()).then_some(v)
 }
 
 /// Whether the file is there and its checksum holds, read in blocks (nothing held whole).
@@ -131,18 +130,16 @@ pub(crate) fn size_on_disk(dir: &Path) -> u64 {
     rd.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum()
 }
 
-/// Checksums and counts the bytes written through it.
+/// Checksums the bytes written through it.
 struct Crc<W> {
     inner: W,
     crc: u32,
-    len: u64,
 }
 
 impl<W: Write> Write for Crc<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
-        self.len += n as u64;
         Ok(n)
     }
 
@@ -151,10 +148,10 @@ impl<W: Write> Write for Crc<W> {
     }
 }
 
-/// Counts the bytes written through it (the state before compression).
-pub(crate) struct Counted<W> {
-    pub inner: W,
-    pub n: u64,
+/// Counts the bytes written through it.
+struct Counted<W> {
+    inner: W,
+    n: u64,
 }
 
 impl<W: Write> Write for Counted<W> {
@@ -187,8 +184,10 @@ mod tests {
         let (size, p) = write(dir.path(), 7, &mut |w| w.write_all(&b"state".repeat(1000))).unwrap();
         assert_eq!(size, 5000);
         assert!(holds(dir.path(), 7, p));
-        let bytes = read(dir.path(), 7, p).unwrap();
-        assert_eq!(bytes.len() as u64, p.len);
+        let body = read(dir.path(), 7, p).unwrap();
+        assert_eq!(body.len() as u64, p.len - 4);
+        let mut bytes = body.clone();
+        bytes.extend_from_slice(&p.crc.to_le_bytes());
         assert!(!holds(dir.path(), 8, p), "no file");
         assert!(!holds(dir.path(), 7, Pointer { crc: p.crc ^ 1, ..p }));
         let mut damaged = bytes.clone();

@@ -193,7 +193,8 @@ impl SledJournal {
     /// The state of the snapshot stored under `seq`, if it is whole.
     fn snapshot_state(&self, seq: u64, v: &[u8]) -> Option<Vec<u8>> {
         match snapfile::Pointer::decode(v) {
-            Some(p) => snapshot_bytes(&snapfile::read(&self.dir, seq, p)?),
+            // Checked as it was read.
+            Some(p) => decompress_snapshot(&snapfile::read(&self.dir, seq, p)?),
             None => snapshot_bytes(v),
         }
     }
@@ -622,7 +623,11 @@ fn checked_body(v: &[u8]) -> Option<&[u8]> {
 }
 
 fn snapshot_bytes(v: &[u8]) -> Option<Vec<u8>> {
-    let body = checked_body(v)?;
+    decompress_snapshot(checked_body(v)?)
+}
+
+/// A snapshot's state from its stored body (checksum already checked).
+fn decompress_snapshot(body: &[u8]) -> Option<Vec<u8>> {
     // Frames since snapshots are streamed; one block with its size before it until then.
     if body.starts_with(&LZ4_FRAME_MAGIC) && body.len() >= 12 {
         let (frame, size) = body.split_at(body.len() - 8);

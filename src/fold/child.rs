@@ -26,14 +26,11 @@ impl Child {
     pub fn value(&self) -> Cow<'_, Value> {
         match self {
             Child::Live(v) => Cow::Borrowed(v),
-            Child::Settled(raw) => Cow::Owned(serde_json::from_str(raw.get()).unwrap_or(Value::Null)),
-            Child::Packed(_) => {
-                Cow::Owned(self.text().and_then(|t| serde_json::from_slice(&t).ok()).unwrap_or(Value::Null))
-            }
+            _ => Cow::Owned(self.text().and_then(|t| serde_json::from_slice(&t).ok()).unwrap_or(Value::Null)),
         }
     }
 
-    /// A packed child's text. It was written from a `Value` by this process, so it is JSON.
+    /// A settled child's text (a packed one's decompressed; it was written from a `Value`).
     fn text(&self) -> Option<Cow<'_, [u8]>> {
         match self {
             Child::Live(_) => None,
