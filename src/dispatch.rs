@@ -95,10 +95,10 @@ enum Finished {
 
 /// Runs until the command channel closes; outcomes go back as records. The commands held
 /// (queued or running) are reported to `pressure`.
-pub async fn run<E: Execute>(
+pub async fn run<E: Execute, T: From<RecordBody>>(
     exec: Arc<E>,
     mut commands: UnboundedReceiver<Command>,
-    out: UnboundedSender<RecordBody>,
+    out: UnboundedSender<T>,
     leadership: Leadership,
     limits: Limits,
     pressure: crate::pressure::Pressure,
@@ -122,7 +122,7 @@ pub async fn run<E: Execute>(
                     let was_empty = q.is_empty();
                     if let Some(old) = superseded(q, &cmd) {
                         held -= 1;
-                        if out.send(RecordBody::Outcome(old)).is_err() {
+                        if out.send(RecordBody::Outcome(old).into()).is_err() {
                             return;
                         }
                     }
@@ -147,7 +147,7 @@ pub async fn run<E: Execute>(
                         if !outcome.result.is_success() {
                             tracing::info!(command = %outcome.command_id, op = %outcome.op, result = ?outcome.result, message = %outcome.message, "effect outcome");
                         }
-                        if out.send(RecordBody::Outcome(outcome)).is_err() {
+                        if out.send(RecordBody::Outcome(outcome).into()).is_err() {
                             return;
                         }
                     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ApiResource, DynamicObject};
+use kube::api::{Api, ApiResource};
 use kube::core::GroupVersionKind;
 use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::api::LABEL_OPERATION_UID;
+use crate::inbound::{Inbound, RawObject};
 use crate::ownership::Ownership;
 use crate::pressure::Pressure;
 use crate::record::{ChildKind, Discovery, Observed, RecordBody, ResourceKind, WatchEvent};
@@ -43,8 +44,8 @@ fn resource_of(kind: ResourceKind) -> (ApiResource, watcher::Config) {
     }
 }
 
-fn observed(resource: ResourceKind, event: WatchEvent, object: Option<Value>) -> RecordBody {
-    RecordBody::Observed(Observed { resource, event, object })
+fn marker(resource: ResourceKind, event: WatchEvent) -> Inbound {
+    Inbound::Record(RecordBody::Observed(Observed { resource, event, object: None }))
 }
 
 /// Streams one kind's watch events into `tx` until the receiver is gone; events of objects
@@ -53,7 +54,7 @@ fn observed(resource: ResourceKind, event: WatchEvent, object: Option<Value>) ->
 pub async fn watch_kind(
     client: kube::Client,
     kind: ResourceKind,
-    tx: UnboundedSender<RecordBody>,
+    tx: UnboundedSender<Inbound>,
     own: Ownership,
     pressure: Pressure,
 ) {
@@ -62,24 +63,27 @@ pub async fn watch_kind(
     if kind == ResourceKind::Secret {
         // Metadata only: values never reach the operator, let alone the journal.
         let api: Api<PartialObjectMeta<k8s_openapi::api::core::v1::Secret>> = Api::all(client);
-        let meta_only = |m: PartialObjectMeta<k8s_openapi::api::core::v1::Secret>| json!({ "apiVersion": "v1", "kind": "Secret", "metadata": serde_json::to_value(&m.metadata).unwrap_or(Value::Null) });
+        let meta_only = |m: PartialObjectMeta<k8s_openapi::api::core::v1::Secret>| {
+            json!({ "apiVersion": "v1", "kind": "Secret", "metadata": serde_json::to_value(&m.metadata).unwrap_or(Value::Null) })
+                .to_string()
+                .into_boxed_str()
+        };
         forward(api, cfg, kind, tx, own, pressure, meta_only).await;
     } else {
-        let api: Api<DynamicObject> = Api::all_with(client, &ar);
-        forward(api, cfg, kind, tx, own, pressure, |o: DynamicObject| serde_json::to_value(&o).unwrap_or(Value::Null))
-            .await;
+        let api: Api<RawObject> = Api::all_with(client, &ar);
+        forward(api, cfg, kind, tx, own, pressure, |o: RawObject| o.text).await;
     }
 }
 
-/// Turns one watch stream into records; `to_value` gives the object as it is journaled.
+/// Turns one watch stream into records; `text` gives the object as it is journaled.
 async fn forward<K>(
     api: Api<K>,
     cfg: watcher::Config,
     kind: ResourceKind,
-    tx: UnboundedSender<RecordBody>,
+    tx: UnboundedSender<Inbound>,
     own: Ownership,
     pressure: Option<Pressure>,
-    to_value: impl Fn(K) -> Value,
+    text: impl Fn(K) -> Box<str>,
 ) where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
@@ -91,24 +95,32 @@ async fn forward<K>(
             p.admit().await;
         }
         let Some(ev) = stream.next().await else { return };
-        let body = match ev {
-            Ok(watcher::Event::Init) => observed(kind, WatchEvent::Init, None),
-            Ok(watcher::Event::InitApply(o)) => observed(kind, WatchEvent::InitApply, Some(to_value(o))),
-            Ok(watcher::Event::InitDone) => observed(kind, WatchEvent::InitDone, None),
-            Ok(watcher::Event::Apply(o)) => observed(kind, WatchEvent::Apply, Some(to_value(o))),
-            Ok(watcher::Event::Delete(o)) => observed(kind, WatchEvent::Delete, Some(to_value(o))),
+        let (event, object) = match ev {
+            Ok(watcher::Event::Init) => (WatchEvent::Init, None),
+            Ok(watcher::Event::InitApply(o)) => (WatchEvent::InitApply, Some(o)),
+            Ok(watcher::Event::InitDone) => (WatchEvent::InitDone, None),
+            Ok(watcher::Event::Apply(o)) => (WatchEvent::Apply, Some(o)),
+            Ok(watcher::Event::Delete(o)) => (WatchEvent::Delete, Some(o)),
             Err(e) => {
                 // The watcher relists by itself (410 Gone included), after the backoff above.
                 tracing::warn!(kind = kind.name(), error = %e, "watch error; the watcher retries");
                 continue;
             }
         };
-        if let RecordBody::Observed(Observed { object: Some(obj), event, .. }) = &body
-            && !own.keeps(kind, obj, *event == WatchEvent::Delete).await
-        {
-            continue;
-        }
-        if tx.send(body).is_err() {
+        let item = match object.map(&text) {
+            None => marker(kind, event),
+            Some(text) => {
+                // Sharded only: one shard keeps everything without reading the object.
+                if own.filters() {
+                    let obj: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    if !own.keeps(kind, &obj, event == WatchEvent::Delete).await {
+                        continue;
+                    }
+                }
+                Inbound::Watched { resource: kind, event, text }
+            }
+        };
+        if tx.send(item).is_err() {
             return;
         }
     }
@@ -131,7 +143,7 @@ pub async fn installed_child_kinds(client: &kube::Client) -> Result<BTreeSet<Chi
 /// Starts the watches and keeps discovering engine CRDs; new kinds get a watch when they appear.
 pub async fn run(
     client: kube::Client,
-    tx: UnboundedSender<RecordBody>,
+    tx: UnboundedSender<Inbound>,
     rediscover: Duration,
     own: Ownership,
     pressure: Pressure,
@@ -147,7 +159,7 @@ pub async fn run(
                     let new: Vec<ResourceKind> = wanted.difference(&watching).copied().collect();
                     // Announce first, so the fold waits for the new kinds' first lists.
                     let d = Discovery { installed: installed.clone(), watched: wanted.clone() };
-                    if tx.send(RecordBody::Discovery(d)).is_err() {
+                    if tx.send(RecordBody::Discovery(d).into()).is_err() {
                         return;
                     }
                     for kind in new {

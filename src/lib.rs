@@ -17,6 +17,7 @@ pub mod fuzz;
 #[doc(hidden)]
 pub mod harness;
 pub mod http;
+pub mod inbound;
 pub mod ingest;
 pub mod journal_codec;
 pub mod json;

@@ -35,6 +35,11 @@ impl Ownership {
         Self { shard, client, owned: Arc::default() }
     }
 
+    /// Whether objects are filtered at all: one shard keeps everything.
+    pub fn filters(&self) -> bool {
+        self.shard.count > 1
+    }
+
     /// Whether an object of `kind` goes into this shard's journal; `deleted` for a Delete event
     /// (a deleted Operation's UID is forgotten: its children are garbage by then).
     pub async fn keeps(&self, kind: ResourceKind, obj: &Value, deleted: bool) -> bool {
