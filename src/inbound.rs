@@ -1,15 +1,18 @@
 //! What the fold loop receives: records, and watched objects still as their JSON text. Queued as
 //! `serde_json::Value` trees, 3–5 times their text, the child watches' backlog held 64 MB at the
 //! end of the 10,000-Operation scale stage (heaptrack); each object is now parsed when the loop
-//! takes it.
+//! takes it. The text is copied from the response as it is read (serde-transcode): kube reads
+//! list pages through serde's buffered `Content`, where a `RawValue` cannot be read.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::ApiResource;
 use kube::core::DynamicResourceScope;
-use serde::de::Error as _;
-use serde::{Deserialize, Deserializer};
+use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, Visitor};
+use serde::ser::{Error as _, SerializeMap};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::record::{Observed, RecordBody, ResourceKind, WatchEvent};
@@ -73,7 +76,7 @@ struct Meta {
 impl<'de> Deserialize<'de> for RawObject {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let mut buf = Vec::with_capacity(2048);
-        serde_transcode::transcode(d, &mut serde_json::Serializer::new(&mut buf)).map_err(D::Error::custom)?;
+        d.deserialize_map(Top { out: &mut buf })?;
         let text = String::from_utf8(buf).map_err(D::Error::custom)?;
         let Head { metadata: m } = serde_json::from_str(&text).map_err(D::Error::custom)?;
         let metadata = ObjectMeta {
@@ -84,6 +87,90 @@ impl<'de> Deserialize<'de> for RawObject {
             ..ObjectMeta::default()
         };
         Ok(RawObject { metadata, text: text.into_boxed_str() })
+    }
+}
+
+/// Copies an object into `out` as compact JSON. `metadata.managedFields` is left out of every
+/// kind but an Operation, known by a `kind` that comes first (as the API server writes it):
+/// redaction removes them before the journal anyway, and they were a third of a child's text.
+struct Top<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+impl<'de> Visitor<'de> for Top<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a Kubernetes object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut ser = serde_json::Serializer::new(self.out);
+        let mut m = ser.serialize_map(None).map_err(A::Error::custom)?;
+        let mut kind: Option<String> = None;
+        while let Some(key) = map.next_key::<String>()? {
+            m.serialize_key(&key).map_err(A::Error::custom)?;
+            if key == "kind" {
+                let v: Value = map.next_value()?;
+                kind = v.as_str().map(str::to_owned);
+                m.serialize_value(&v).map_err(A::Error::custom)?;
+            } else {
+                let strip = key == "metadata" && kind.as_deref().is_some_and(|k| k != "Operation");
+                map.next_value_seed(Copy { m: &mut m, strip })?;
+            }
+        }
+        SerializeMap::end(m).map_err(A::Error::custom)
+    }
+}
+
+/// One value copied into a map being written; `strip`: a metadata map without managedFields.
+struct Copy<'a, M> {
+    m: &'a mut M,
+    strip: bool,
+}
+
+impl<'de, M: SerializeMap> DeserializeSeed<'de> for Copy<'_, M> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        let copied = match self.strip {
+            true => self.m.serialize_value(&Stripped(RefCell::new(Some(d)))),
+            false => self.m.serialize_value(&serde_transcode::Transcoder::new(d)),
+        };
+        copied.map_err(D::Error::custom)
+    }
+}
+
+/// A metadata map, serialised as it is read, without its managedFields.
+struct Stripped<D>(RefCell<Option<D>>);
+
+impl<'de, D: Deserializer<'de>> Serialize for Stripped<D> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let d = self.0.borrow_mut().take().ok_or_else(|| S::Error::custom("metadata serialised twice"))?;
+        d.deserialize_map(StripVisitor(s)).map_err(S::Error::custom)
+    }
+}
+
+struct StripVisitor<S>(S);
+
+impl<'de, S: Serializer> Visitor<'de> for StripVisitor<S> {
+    type Value = S::Ok;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("object metadata")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<S::Ok, A::Error> {
+        let mut m = self.0.serialize_map(None).map_err(A::Error::custom)?;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "managedFields" {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            m.serialize_key(&key).map_err(A::Error::custom)?;
+            map.next_value_seed(Copy { m: &mut m, strip: false })?;
+        }
+        m.end().map_err(A::Error::custom)
     }
 }
 
@@ -142,7 +229,9 @@ mod tests {
         };
         assert_eq!(o.metadata.resource_version.as_deref(), Some("42"));
         assert_eq!(o.metadata.uid.as_deref(), Some("u-1"));
-        assert_eq!(serde_json::from_str::<Value>(&o.text).unwrap(), job());
+        let mut want = job();
+        want["metadata"].as_object_mut().unwrap().remove("managedFields");
+        assert_eq!(serde_json::from_str::<Value>(&o.text).unwrap(), want);
     }
 
     #[test]
@@ -154,7 +243,9 @@ mod tests {
         let list2: ObjectList<RawObject> = serde_json::from_str(&page.to_string()).unwrap();
         for l in [list, list2] {
             assert_eq!(l.items.len(), 2);
-            assert_eq!(serde_json::from_str::<Value>(&l.items[1].text).unwrap(), job());
+            let mut want = job();
+            want["metadata"].as_object_mut().unwrap().remove("managedFields");
+            assert_eq!(serde_json::from_str::<Value>(&l.items[1].text).unwrap(), want);
         }
     }
 
@@ -165,6 +256,22 @@ mod tests {
             Inbound::Watched { resource: ResourceKind::Operation, event: WatchEvent::Apply, text }.into_body().unwrap();
         let RecordBody::Observed(o) = body else { panic!("not observed") };
         assert_eq!(o.object, Some(job()));
+    }
+
+    #[test]
+    fn managed_fields_are_left_out_of_children_and_kept_for_operations() {
+        let text = |o: &Value| serde_json::from_str::<RawObject>(&o.to_string()).unwrap().text;
+        let child: Value = serde_json::from_str(&text(&job())).unwrap();
+        let mut want = job();
+        want["metadata"].as_object_mut().unwrap().remove("managedFields");
+        assert_eq!(child, want);
+        let mut op = job();
+        op["kind"] = json!("Operation");
+        assert_eq!(serde_json::from_str::<Value>(&text(&op)).unwrap(), op, "redaction keeps who wrote it");
+        // Metadata before the kind: not known to be a child, so copied whole.
+        let late = r#"{"metadata":{"name":"j","managedFields":[{"manager":"m"}]},"kind":"Job"}"#;
+        let kept = serde_json::from_str::<RawObject>(late).unwrap().text;
+        assert_eq!(serde_json::from_str::<Value>(&kept).unwrap(), serde_json::from_str::<Value>(late).unwrap());
     }
 
     #[test]
