@@ -101,6 +101,25 @@ fn compacting_a_little_at_a_time_removes_the_oldest_first_and_never_lowers_the_f
 }
 
 #[test]
+fn the_durable_mark_is_overwritten_in_place_and_reads_as_a_number() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A mark as an older build wrote it: shorter than the fixed width.
+    let j = open(tmp.path());
+    j.append((1..=3).map(entry).collect::<Vec<_>>()).unwrap();
+    j.durable().unwrap();
+    drop(j);
+    std::fs::write(tmp.path().join("durable-seq"), "3\n").unwrap();
+    let (j, report) = SledJournal::open(tmp.path()).unwrap();
+    assert!(report.quarantined.is_none() && report.truncated.is_empty(), "{report:?}");
+    let mark = || std::fs::read_to_string(tmp.path().join("durable-seq")).unwrap().trim().parse::<u64>().unwrap();
+    for n in [4u64, 1000] {
+        j.append((j.last_seq() + 1..=n).map(entry).collect::<Vec<_>>()).unwrap();
+        assert_eq!(j.durable().unwrap(), n);
+        assert_eq!(mark(), n, "each commit's mark, nothing left of the last");
+    }
+}
+
+#[test]
 fn torn_tail_is_truncated_and_reported() {
     let tmp = tempfile::tempdir().unwrap();
     let j = open(tmp.path());
