@@ -57,15 +57,8 @@ pub struct RawObject {
     pub text: Box<str>,
 }
 
-/// The only fields parsed out of the text.
-#[derive(Deserialize)]
-struct Head {
-    #[serde(default)]
-    metadata: Meta,
-}
-
-#[derive(Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// The metadata the watcher needs, taken from the object as it is copied.
+#[derive(Default)]
 struct Meta {
     name: Option<String>,
     namespace: Option<String>,
@@ -73,12 +66,27 @@ struct Meta {
     resource_version: Option<String>,
 }
 
+impl Meta {
+    const FIELDS: [&str; 4] = ["name", "namespace", "uid", "resourceVersion"];
+
+    fn set(&mut self, key: &str, v: Option<String>) {
+        match key {
+            "name" => self.name = v,
+            "namespace" => self.namespace = v,
+            "uid" => self.uid = v,
+            _ => self.resource_version = v,
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for RawObject {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let meta = RefCell::new(Meta::default());
         let mut buf = Vec::with_capacity(2048);
-        d.deserialize_map(Top { out: &mut buf })?;
+        let object = Copied { de: RefCell::new(Some(d)), level: Level::Object, meta: &meta };
+        serde_json::to_writer(&mut buf, &object).map_err(D::Error::custom)?;
         let text = String::from_utf8(buf).map_err(D::Error::custom)?;
-        let Head { metadata: m } = serde_json::from_str(&text).map_err(D::Error::custom)?;
+        let m = meta.into_inner();
         let metadata = ObjectMeta {
             name: m.name,
             namespace: m.namespace,
@@ -90,87 +98,92 @@ impl<'de> Deserialize<'de> for RawObject {
     }
 }
 
-/// Copies an object into `out` as compact JSON. `metadata.managedFields` is left out of every
-/// kind but an Operation, known by a `kind` that comes first (as the API server writes it):
-/// redaction removes them before the journal anyway, and they were a third of a child's text.
-struct Top<'a> {
-    out: &'a mut Vec<u8>,
+/// Which map is being copied. `metadata.managedFields` is left out of every kind but an
+/// Operation, known by a `kind` that comes first (as the API server writes it): redaction removes
+/// them before the journal anyway, and they were a third of a child's text.
+#[derive(Clone, Copy)]
+enum Level {
+    Object,
+    Metadata { strip: bool },
 }
 
-impl<'de> Visitor<'de> for Top<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a Kubernetes object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut ser = serde_json::Serializer::new(self.out);
-        let mut m = ser.serialize_map(None).map_err(A::Error::custom)?;
-        let mut kind: Option<String> = None;
-        while let Some(key) = map.next_key::<String>()? {
-            m.serialize_key(&key).map_err(A::Error::custom)?;
-            if key == "kind" {
-                let v: Value = map.next_value()?;
-                kind = v.as_str().map(str::to_owned);
-                m.serialize_value(&v).map_err(A::Error::custom)?;
-            } else {
-                let strip = key == "metadata" && kind.as_deref().is_some_and(|k| k != "Operation");
-                map.next_value_seed(Copy { m: &mut m, strip })?;
-            }
-        }
-        SerializeMap::end(m).map_err(A::Error::custom)
-    }
+/// A map copied as it is read into whatever serialises it, its metadata noted on the way.
+struct Copied<'m, D> {
+    de: RefCell<Option<D>>,
+    level: Level,
+    meta: &'m RefCell<Meta>,
 }
 
-/// One value copied into a map being written; `strip`: a metadata map without managedFields.
-struct Copy<'a, M> {
-    m: &'a mut M,
-    strip: bool,
-}
-
-impl<'de, M: SerializeMap> DeserializeSeed<'de> for Copy<'_, M> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        let copied = match self.strip {
-            true => self.m.serialize_value(&Stripped(RefCell::new(Some(d)))),
-            false => self.m.serialize_value(&serde_transcode::Transcoder::new(d)),
-        };
-        copied.map_err(D::Error::custom)
-    }
-}
-
-/// A metadata map, serialised as it is read, without its managedFields.
-struct Stripped<D>(RefCell<Option<D>>);
-
-impl<'de, D: Deserializer<'de>> Serialize for Stripped<D> {
+impl<'de, D: Deserializer<'de>> Serialize for Copied<'_, D> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let d = self.0.borrow_mut().take().ok_or_else(|| S::Error::custom("metadata serialised twice"))?;
-        d.deserialize_map(StripVisitor(s)).map_err(S::Error::custom)
+        let d = self.de.borrow_mut().take().ok_or_else(|| S::Error::custom("a map copied twice"))?;
+        d.deserialize_map(CopyMap { ser: s, level: self.level, meta: self.meta }).map_err(S::Error::custom)
     }
 }
 
-struct StripVisitor<S>(S);
+struct CopyMap<'m, S> {
+    ser: S,
+    level: Level,
+    meta: &'m RefCell<Meta>,
+}
 
-impl<'de, S: Serializer> Visitor<'de> for StripVisitor<S> {
+impl<'de, S: Serializer> Visitor<'de> for CopyMap<'_, S> {
     type Value = S::Ok;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("object metadata")
+        f.write_str(match self.level {
+            Level::Object => "a Kubernetes object",
+            Level::Metadata { .. } => "object metadata",
+        })
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<S::Ok, A::Error> {
-        let mut m = self.0.serialize_map(None).map_err(A::Error::custom)?;
+        let mut m = self.ser.serialize_map(None).map_err(A::Error::custom)?;
+        let mut kind: Option<String> = None;
         while let Some(key) = map.next_key::<String>()? {
-            if key == "managedFields" {
+            if matches!(self.level, Level::Metadata { strip: true }) && key == "managedFields" {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             }
             m.serialize_key(&key).map_err(A::Error::custom)?;
-            map.next_value_seed(Copy { m: &mut m, strip: false })?;
+            let noted = match self.level {
+                Level::Object => key == "kind",
+                Level::Metadata { .. } => Meta::FIELDS.contains(&key.as_str()),
+            };
+            if noted {
+                let v: Value = map.next_value()?;
+                let text = v.as_str().map(str::to_owned);
+                match self.level {
+                    Level::Object => kind = text,
+                    Level::Metadata { .. } => self.meta.borrow_mut().set(&key, text),
+                }
+                m.serialize_value(&v).map_err(A::Error::custom)?;
+                continue;
+            }
+            let nested = (matches!(self.level, Level::Object) && key == "metadata")
+                .then(|| Level::Metadata { strip: kind.as_deref().is_some_and(|k| k != "Operation") });
+            map.next_value_seed(Copy { m: &mut m, nested, meta: self.meta })?;
         }
         m.end().map_err(A::Error::custom)
+    }
+}
+
+/// One value copied into a map being written: a nested map at `nested`, anything else whole.
+struct Copy<'a, 'm, M> {
+    m: &'a mut M,
+    nested: Option<Level>,
+    meta: &'m RefCell<Meta>,
+}
+
+impl<'de, M: SerializeMap> DeserializeSeed<'de> for Copy<'_, '_, M> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        let copied = match self.nested {
+            Some(level) => self.m.serialize_value(&Copied { de: RefCell::new(Some(d)), level, meta: self.meta }),
+            None => self.m.serialize_value(&serde_transcode::Transcoder::new(d)),
+        };
+        copied.map_err(D::Error::custom)
     }
 }
 
@@ -229,6 +242,7 @@ mod tests {
         };
         assert_eq!(o.metadata.resource_version.as_deref(), Some("42"));
         assert_eq!(o.metadata.uid.as_deref(), Some("u-1"));
+        assert_eq!((o.metadata.name.as_deref(), o.metadata.namespace.as_deref()), (Some("j"), Some("ns")));
         let mut want = job();
         want["metadata"].as_object_mut().unwrap().remove("managedFields");
         assert_eq!(serde_json::from_str::<Value>(&o.text).unwrap(), want);
@@ -243,6 +257,7 @@ mod tests {
         let list2: ObjectList<RawObject> = serde_json::from_str(&page.to_string()).unwrap();
         for l in [list, list2] {
             assert_eq!(l.items.len(), 2);
+            assert_eq!(l.items[1].metadata.resource_version.as_deref(), Some("42"), "noted through Content too");
             let mut want = job();
             want["metadata"].as_object_mut().unwrap().remove("managedFields");
             assert_eq!(serde_json::from_str::<Value>(&l.items[1].text).unwrap(), want);

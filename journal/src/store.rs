@@ -427,8 +427,8 @@ impl SledJournal {
             Err(_) => Vec::new(),
         };
         blobs.sort();
-        let fresh: Vec<PathBuf> = blobs.iter().filter(|b| synced.blobs.binary_search(b).is_err()).cloned().collect();
-        let mut new_files = fresh;
+        let mut new_files: Vec<PathBuf> =
+            blobs.iter().filter(|b| synced.blobs.binary_search(b).is_err()).cloned().collect();
         if !synced.started {
             new_files.push(self.dir.join("conf"));
         }
