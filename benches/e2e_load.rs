@@ -89,6 +89,11 @@ struct Figures {
     /// The operator's API calls per Operation, by effector action (superseded status patches,
     /// never sent, are not counted).
     calls: BTreeMap<String, f64>,
+    /// Records folded and journal commits (`durable()`), per Operation.
+    records_per_op: f64,
+    commits_per_op: f64,
+    /// Status patches left unsent because a newer one for the same Operation came first.
+    superseded_per_op: f64,
 }
 
 impl Figures {
@@ -115,6 +120,10 @@ impl Figures {
         println!("  submission -> Operation terminal:  {}", ms(&self.total));
         let each: Vec<String> = self.calls.iter().map(|(a, n)| format!("{a} {n:.2}")).collect();
         println!("  operator API calls per Operation: {:.2} ({})", self.calls_per_op(), each.join(", "));
+        println!(
+            "  records per Operation: {:.1}; journal commits per Operation: {:.2}; status patches superseded per Operation: {:.2}",
+            self.records_per_op, self.commits_per_op, self.superseded_per_op
+        );
     }
 
     fn calls_per_op(&self) -> f64 {
@@ -138,6 +147,24 @@ fn effector_calls(port: u16) -> BTreeMap<String, u64> {
         }
     }
     calls
+}
+
+/// Status patches the effector never sent (superseded), from `/metrics`.
+fn superseded(port: u16) -> u64 {
+    let text = http_get(port, "/metrics", Duration::from_secs(5)).unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("vworkspace_effector_commands_total{") && l.contains("result=\"Superseded\""))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum::<f64>() as u64
+}
+
+/// One sample's value from `/metrics` (a counter's total, a histogram's count), 0 if absent.
+fn metric(port: u16, name: &str) -> f64 {
+    let text = http_get(port, "/metrics", Duration::from_secs(5)).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 fn terminal_child(obj: &Value) -> bool {
@@ -247,6 +274,8 @@ fn operator(dir: &std::path::Path, jdir: Option<&std::path::Path>, otlp: Option<
         .args(["--max-concurrent", "64", "--api-qps", "2000", "--api-burst", "2000"])
         .arg("--journal")
         .arg(jdir.map(|j| j.to_str().unwrap()).unwrap_or("memory"))
+        // VW_OPERATOR_ARGS="--commit-delay-ms 0": more flags, for comparing settings.
+        .args(std::env::var("VW_OPERATOR_ARGS").unwrap_or_default().split_whitespace())
         .env("KUBECONFIG", support::kubeconfig())
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
@@ -287,6 +316,9 @@ async fn load(
     let (cpu_secs, peak_rss_mb) = usage(operator.id());
     let journal_bytes_per_op = (journal == Journal::Sled).then(|| support::dir_size(&jdir) as f64 / n as f64);
     let calls = effector_calls(port).into_iter().map(|(a, c)| (a, c as f64 / n as f64)).collect();
+    let records_per_op = metric(port, "vworkspace_journal_records_total") / n as f64;
+    let commits_per_op = metric(port, "vworkspace_journal_durable_seconds_count") / n as f64;
+    let superseded_per_op = superseded(port) as f64 / n as f64;
     // Clean up while the operator still runs (it holds the finalizers), so the next run's
     // operator does not relist this one's Operations.
     let _ = api.delete_collection(&DeleteParams::default(), &ListParams::default()).await;
@@ -299,6 +331,10 @@ async fn load(
     let _ = operator.kill();
     let _ = operator.wait();
     watches.iter().for_each(|w| w.abort());
+    // VW_KEEP_JOURNALS=1 keeps each run's journal for `vworkspace-operator replay` (path printed).
+    if journal == Journal::Sled && std::env::var_os("VW_KEEP_JOURNALS").is_some() {
+        println!("  journal kept: {}", dir.keep().join("journal").display());
+    }
     let book = book.lock().unwrap();
     let secs_between = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
         (Some(a), Some(b)) => Some(b.saturating_duration_since(a).as_secs_f64() * 1000.0),
@@ -316,6 +352,9 @@ async fn load(
         peak_rss_mb,
         journal_bytes_per_op,
         calls,
+        records_per_op,
+        commits_per_op,
+        superseded_per_op,
     }
 }
 
@@ -678,7 +717,18 @@ async fn api_limit(client: &kube::Client, n: usize) -> f64 {
     for w in workers {
         w.await.unwrap();
     }
-    n as f64 / start.elapsed().as_secs_f64()
+    let limit = n as f64 / start.elapsed().as_secs_f64();
+    // Left behind, these Operations would be relisted by the next operator run (the sled run)
+    // and given its status patches: a third more work for that run than for the others.
+    let all = (DeleteParams::default(), ListParams::default());
+    ops.delete_collection(&all.0, &all.1).await.expect("delete the limit's Operations");
+    jobs.delete_collection(&all.0, &all.1).await.expect("delete the limit's Jobs");
+    events.delete_collection(&all.0, &all.1).await.expect("delete the limit's Events");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ops.list(&all.1).await.map(|l| l.items.is_empty()).unwrap_or(true) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    limit
 }
 
 /// One round of the measured runs: the API-server limit, then the operator with sled, in memory,
