@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::api::OperationPhase;
 use crate::command::{Action, Command};
 use crate::key::OpKey;
 use crate::leader::{self, Leadership};
@@ -126,7 +127,7 @@ pub async fn run<E: Execute, T: From<RecordBody>>(
                             return;
                         }
                     }
-                    q.push_back(cmd);
+                    enqueue(q, cmd);
                     if was_empty && !running.values().any(|k| *k == key) {
                         ready.push_back(key);
                     }
@@ -171,6 +172,24 @@ pub async fn run<E: Execute, T: From<RecordBody>>(
                 tasks.spawn(attempts(exec.clone(), cmd, leadership.clone(), limiter.clone(), start, limits.clone()));
             running.insert(handle.id(), key);
         }
+    }
+}
+
+/// A queued status patch of a running Operation lets later commands of its Operation go
+/// first, so it stays queued long enough to be superseded: each carries the whole status, and
+/// while an Operation moves quickly most of its intermediate patches are then never sent (a
+/// status write is the costliest call an Operation makes). The patch that ends an Operation
+/// keeps its place: its latency is what users wait for.
+fn enqueue(queue: &mut VecDeque<Command>, cmd: Command) {
+    let yields = |c: &Command| match &c.action {
+        Action::PatchStatus { status } => !status.phase.is_some_and(OperationPhase::is_terminal),
+        _ => false,
+    };
+    match queue.back() {
+        Some(last) if yields(last) && !matches!(cmd.action, Action::PatchStatus { .. }) => {
+            queue.insert(queue.len() - 1, cmd)
+        }
+        _ => queue.push_back(cmd),
     }
 }
 

@@ -290,3 +290,33 @@ async fn a_queued_status_patch_is_superseded_by_a_newer_one_and_never_sent() {
     let sent: Vec<String> = r.exec.0.lock().unwrap().log.iter().map(|l| l.0.clone()).collect();
     assert_eq!(sent, ["a0", "e1", "p3"], "only the newest patch reaches the API server, in order");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_running_operations_status_patch_lets_later_commands_go_first_and_an_ending_one_does_not() {
+    use vworkspace_operator::api::{OperationPhase, OperationStatus};
+    let mut r = rig(Script { latency: Duration::from_millis(50), ..Default::default() }, fast());
+    let patch = |id: &str, phase: OperationPhase| Command {
+        action: Action::PatchStatus { status: Arc::new(OperationStatus { phase: Some(phase), ..Default::default() }) },
+        ..cmd("a", id)
+    };
+    let event = |id: &str| Command { action: Action::RemoveFinalizer, ..cmd("a", id) };
+    r.commands.send(cmd("a", "a0")).unwrap();
+    tokio::task::yield_now().await;
+    // Pending, then a command the fold issued after it: the command is sent first, and the
+    // next status (Running) finds Pending still queued and replaces it.
+    r.commands.send(patch("pending", OperationPhase::Pending)).unwrap();
+    r.commands.send(event("create")).unwrap();
+    r.commands.send(event("e1")).unwrap();
+    r.commands.send(patch("running", OperationPhase::Running)).unwrap();
+    r.commands.send(event("e2")).unwrap();
+    // The status that ends the Operation keeps its place before what follows it.
+    r.commands.send(patch("done", OperationPhase::Succeeded)).unwrap();
+    r.commands.send(event("e3")).unwrap();
+    let got = outcomes(&mut r, 8).await;
+    let result = |id: &str| got.iter().find(|(c, _)| c == id).map(|(_, r)| *r);
+    assert_eq!(result("pending"), Some(R::Superseded));
+    assert_eq!(result("running"), Some(R::Superseded), "replaced by the ending status while still queued");
+    assert_eq!(result("done"), Some(R::Ok));
+    let sent: Vec<String> = r.exec.0.lock().unwrap().log.iter().map(|l| l.0.clone()).collect();
+    assert_eq!(sent, ["a0", "create", "e1", "e2", "done", "e3"]);
+}

@@ -192,6 +192,10 @@ impl OperationPhase {
             OperationPhase::Cancelled => "Cancelled",
         }
     }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, OperationPhase::Succeeded | OperationPhase::Failed | OperationPhase::Cancelled)
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
