@@ -80,6 +80,10 @@ pub enum Command {
         /// Records kept before the newest snapshot (older ones are compacted away).
         #[arg(long, default_value_t = 50_000)]
         journal_retain: u64,
+        /// Milliseconds a journal commit waits for more records after the first, so one
+        /// flush and fdatasync serves more of them (0: commit at once).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=1_000))]
+        commit_delay_ms: u64,
         /// Push Operation condition transitions to this control-plane URL (http or https).
         #[arg(long, value_parser = sink_url)]
         event_sink: Option<String>,

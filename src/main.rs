@@ -93,6 +93,7 @@ fn command(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
             event_window_ms,
             snapshot_every,
             journal_retain,
+            commit_delay_ms,
         } => {
             let http = match http_addr.as_str() {
                 "off" => None,
@@ -129,6 +130,7 @@ fn command(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
                     http,
                     snapshot_every,
                     retain: journal_retain,
+                    commit_delay: std::time::Duration::from_millis(commit_delay_ms),
                     audit: Some(audit_log.into()),
                     events: event_sink.map(|url| vworkspace_operator::events::push::Options {
                         window: std::time::Duration::from_millis(event_window_ms),

@@ -63,6 +63,9 @@ pub struct Options {
     /// At most this many Operations run at once; the rest wait in creation order
     /// (`fold::admission`). `None`: no cap.
     pub max_active: Option<u32>,
+    /// How long a group commit waits for more records after the first (0: commit what is
+    /// queued at once).
+    pub commit_delay: Duration,
 }
 
 impl Default for Options {
@@ -81,6 +84,7 @@ impl Default for Options {
             shard: crate::shard::Shard::default(),
             bounds: crate::pressure::Bounds::default(),
             max_active: None,
+            commit_delay: Duration::from_millis(2),
         }
     }
 }
@@ -401,14 +405,10 @@ async fn fold_loop(
             }
         };
         let taken = std::time::Instant::now();
-        // Group commit: take what is queued, up to a bound, under one durable().
-        let mut bodies = vec![first];
-        while bodies.len() < 512 {
-            match rx.try_recv() {
-                Ok(b) => bodies.push(b),
-                Err(_) => break,
-            }
-        }
+        // Group commit: what is queued, and what comes within the commit delay, under one
+        // durable(). Without a journal on disk there is no commit to share.
+        let delay = if journal.is_some() && drain_until.is_none() { opts.commit_delay } else { Duration::ZERO };
+        let bodies = gather(&mut rx, first, delay).await;
         // The journal keeps microseconds: fold with exactly the time a replay will read.
         let now = Utc::now();
         let at = chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now);
@@ -603,6 +603,32 @@ struct Outputs {
     pressure: crate::pressure::Pressure,
 }
 
+/// Records in one group commit at most.
+const BATCH: usize = 512;
+
+/// The batch for one group commit: `first`, what is already queued, then what arrives within
+/// `delay` of now. Each commit is a sled flush and an fdatasync, whose CPU (I/O threads woken,
+/// a write and a sync per commit, in the kernel) was most of the journal's cost under load: a
+/// short wait shares it among more records, for at most `delay` more latency per record.
+async fn gather(rx: &mut UnboundedReceiver<Inbound>, first: Inbound, delay: Duration) -> Vec<Inbound> {
+    let mut bodies = vec![first];
+    while bodies.len() < BATCH {
+        match rx.try_recv() {
+            Ok(b) => bodies.push(b),
+            Err(_) => break,
+        }
+    }
+    let until = tokio::time::Instant::now() + delay;
+    while bodies.len() < BATCH && !delay.is_zero() {
+        match tokio::time::timeout_at(until, rx.recv()).await {
+            Ok(Some(b)) => bodies.push(b),
+            // Closed: the loop sees it on its next receive.
+            Ok(None) | Err(_) => break,
+        }
+    }
+    bodies
+}
+
 /// Timers become delayed records; everything else goes to the effector.
 fn route(cmd: Command, cmd_tx: &UnboundedSender<Command>, tx: &UnboundedSender<Inbound>) {
     if let Action::SetTimer { timer, at } = &cmd.action {
@@ -632,6 +658,39 @@ mod tests {
             resource: ResourceRef { kind: "Job".into(), name: format!("j{i}"), ..Default::default() },
             body: serde_json::json!({ "i": i }),
         }
+    }
+
+    fn timer(n: u32) -> Inbound {
+        RecordBody::Timer(TimerFired {
+            op: crate::key::OpKey::new("demo", format!("op{n}")),
+            timer: crate::record::TimerKind::Deadline,
+        })
+        .into()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_group_commit_takes_what_comes_within_the_delay_and_no_more() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        tx.send(timer(1)).unwrap();
+        let late = tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            late.send(timer(2)).unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            late.send(timer(3)).unwrap();
+        });
+        let first = timer(0);
+        let start = tokio::time::Instant::now();
+        let batch = gather(&mut rx, first, Duration::from_millis(2)).await;
+        assert_eq!(batch.len(), 3, "queued, then one within the delay");
+        assert_eq!(start.elapsed(), Duration::from_millis(2), "it waits out the delay, no longer");
+        let next = rx.recv().await.unwrap();
+        let batch = gather(&mut rx, next, Duration::ZERO).await;
+        assert_eq!(batch.len(), 1, "no delay: only what is queued");
+        drop(tx);
+        // A closed channel ends the wait at once.
+        let batch = gather(&mut rx, timer(4), Duration::from_secs(60)).await;
+        assert_eq!((batch.len(), start.elapsed() < Duration::from_secs(1)), (1, true));
     }
 
     #[test]
