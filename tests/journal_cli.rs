@@ -106,6 +106,8 @@ fn run_rejects_bad_limits_before_touching_anything() {
         ("--snapshot-every", "5"),
         ("--journal-retain", "many"),
         ("--event-window-ms", "999999"),
+        ("--commit-delay-ms", "5000"),
+        ("--commit-delay-ms", "soon"),
         ("--event-sink", "ftp://x"),
         ("--log-format", "xml"),
         ("--shards", "0"),
