@@ -330,6 +330,18 @@ async fn load(
     }
     let _ = operator.kill();
     let _ = operator.wait();
+    // And their children: a cluster's garbage collector would remove those owned by the
+    // Operations; this control plane runs none, and the next operator would relist them all
+    // (in the background: a Job's default, orphan, adds a finalizer only that collector removes).
+    for (group, version, kind, namespace) in [
+        ("batch", "v1", "Job", &ns),
+        ("argoproj.io", "v1alpha1", "Workflow", &ns),
+        ("velero.io", "v1", "Backup", &velero_ns),
+    ] {
+        let ar = ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(group, version, kind));
+        let children: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &ar);
+        let _ = children.delete_collection(&DeleteParams::background(), &ListParams::default()).await;
+    }
     watches.iter().for_each(|w| w.abort());
     // VW_KEEP_JOURNALS=1 keeps each run's journal for `vworkspace-operator replay` (path printed).
     if journal == Journal::Sled && std::env::var_os("VW_KEEP_JOURNALS").is_some() {
@@ -722,7 +734,8 @@ async fn api_limit(client: &kube::Client, n: usize) -> f64 {
     // and given its status patches: a third more work for that run than for the others.
     let all = (DeleteParams::default(), ListParams::default());
     ops.delete_collection(&all.0, &all.1).await.expect("delete the limit's Operations");
-    jobs.delete_collection(&all.0, &all.1).await.expect("delete the limit's Jobs");
+    // Background: a Job's default (orphan) adds a finalizer that only a garbage collector removes.
+    jobs.delete_collection(&DeleteParams::background(), &all.1).await.expect("delete the limit's Jobs");
     events.delete_collection(&all.0, &all.1).await.expect("delete the limit's Events");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !ops.list(&all.1).await.map(|l| l.items.is_empty()).unwrap_or(true) && Instant::now() < deadline {
