@@ -331,17 +331,8 @@ async fn load(
     let _ = operator.kill();
     let _ = operator.wait();
     // And their children: a cluster's garbage collector would remove those owned by the
-    // Operations; this control plane runs none, and the next operator would relist them all
-    // (in the background: a Job's default, orphan, adds a finalizer only that collector removes).
-    for (group, version, kind, namespace) in [
-        ("batch", "v1", "Job", &ns),
-        ("argoproj.io", "v1alpha1", "Workflow", &ns),
-        ("velero.io", "v1", "Backup", &velero_ns),
-    ] {
-        let ar = ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(group, version, kind));
-        let children: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &ar);
-        let _ = children.delete_collection(&DeleteParams::background(), &ListParams::default()).await;
-    }
+    // Operations; this control plane runs none, and the next operator would relist them all.
+    clear(client, &[&ns, &velero_ns]).await;
     watches.iter().for_each(|w| w.abort());
     // VW_KEEP_JOURNALS=1 keeps each run's journal for `vworkspace-operator replay` (path printed).
     if journal == Journal::Sled && std::env::var_os("VW_KEEP_JOURNALS").is_some() {
@@ -553,7 +544,9 @@ async fn clear(client: &kube::Client, namespaces: &[&str]) {
             // (the three-run curve of 2026-11-27 saw runs 2 and 3 list what run 1 had left).
             let page = ListParams::default().limit(500);
             for _ in 0..200 {
-                let _ = api.delete_collection(&DeleteParams::default(), &page).await;
+                // In the background: a Job's default (orphan) adds a finalizer that only a
+                // garbage collector removes, and this control plane runs none.
+                let _ = api.delete_collection(&DeleteParams::background(), &page).await;
                 match api.list_metadata(&ListParams::default().limit(1)).await {
                     Ok(l) if l.items.is_empty() => break,
                     _ => tokio::time::sleep(Duration::from_millis(200)).await,

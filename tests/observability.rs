@@ -188,12 +188,8 @@ async fn live_operations_of_three_engines_tell_one_story_in_jaeger_metrics_and_a
     let answered = Instant::now() + Duration::from_secs(60);
     loop {
         let text = metrics_text(port).await;
-        let creates = text
-            .lines()
-            .filter(|l| l.starts_with("vworkspace_effector_commands_total{"))
-            .filter(|l| l.contains("action=\"CreateChild\"") && l.contains("result=\"Ok\""))
-            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-            .sum::<f64>();
+        let creates = sample(&text, "vworkspace_effector_commands_total", &["action=\"CreateChild\"", "result=\"Ok\""])
+            .unwrap_or(0.0);
         if creates >= ops.len() as f64 {
             break;
         }
