@@ -131,10 +131,14 @@ impl Figures {
     }
 }
 
-/// The effector's calls so far, from `vworkspace_effector_commands_total` on `/metrics`.
-fn effector_calls(port: u16) -> BTreeMap<String, u64> {
-    let mut calls = BTreeMap::new();
-    let text = http_get(port, "/metrics", Duration::from_secs(5)).unwrap_or_default();
+/// The operator's `/metrics` text ("" when it does not answer).
+fn metrics(port: u16) -> String {
+    http_get(port, "/metrics", Duration::from_secs(5)).unwrap_or_default()
+}
+
+/// The effector's commands so far, by (action, result), from `vworkspace_effector_commands_total`.
+fn effector_commands(text: &str) -> BTreeMap<(String, String), u64> {
+    let mut commands = BTreeMap::new();
     for line in text.lines().filter(|l| l.starts_with("vworkspace_effector_commands_total{")) {
         let label = |name: &str| {
             let start = line.find(&format!("{name}=\"")).map(|i| i + name.len() + 2)?;
@@ -142,6 +146,15 @@ fn effector_calls(port: u16) -> BTreeMap<String, u64> {
         };
         let (Some(action), Some(result)) = (label("action"), label("result")) else { continue };
         let count = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) as u64;
+        *commands.entry((action, result)).or_default() += count;
+    }
+    commands
+}
+
+/// The effector's API calls so far, by action: superseded status patches were never sent.
+fn effector_calls(text: &str) -> BTreeMap<String, u64> {
+    let mut calls = BTreeMap::new();
+    for ((action, result), count) in effector_commands(text) {
         if result != "Superseded" {
             *calls.entry(action).or_default() += count;
         }
@@ -149,18 +162,8 @@ fn effector_calls(port: u16) -> BTreeMap<String, u64> {
     calls
 }
 
-/// Status patches the effector never sent (superseded), from `/metrics`.
-fn superseded(port: u16) -> u64 {
-    let text = http_get(port, "/metrics", Duration::from_secs(5)).unwrap_or_default();
-    text.lines()
-        .filter(|l| l.starts_with("vworkspace_effector_commands_total{") && l.contains("result=\"Superseded\""))
-        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-        .sum::<f64>() as u64
-}
-
-/// One sample's value from `/metrics` (a counter's total, a histogram's count), 0 if absent.
-fn metric(port: u16, name: &str) -> f64 {
-    let text = http_get(port, "/metrics", Duration::from_secs(5)).unwrap_or_default();
+/// One sample's value (a counter's total, a histogram's count), 0 if absent.
+fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
         .and_then(|v| v.trim().parse().ok())
@@ -315,10 +318,12 @@ async fn load(
     let secs = (last - start).as_secs_f64();
     let (cpu_secs, peak_rss_mb) = usage(operator.id());
     let journal_bytes_per_op = (journal == Journal::Sled).then(|| support::dir_size(&jdir) as f64 / n as f64);
-    let calls = effector_calls(port).into_iter().map(|(a, c)| (a, c as f64 / n as f64)).collect();
-    let records_per_op = metric(port, "vworkspace_journal_records_total") / n as f64;
-    let commits_per_op = metric(port, "vworkspace_journal_durable_seconds_count") / n as f64;
-    let superseded_per_op = superseded(port) as f64 / n as f64;
+    let text = metrics(port);
+    let calls = effector_calls(&text).into_iter().map(|(a, c)| (a, c as f64 / n as f64)).collect();
+    let records_per_op = metric(&text, "vworkspace_journal_records_total") / n as f64;
+    let commits_per_op = metric(&text, "vworkspace_journal_durable_seconds_count") / n as f64;
+    let superseded: u64 = effector_commands(&text).iter().filter(|((_, r), _)| r == "Superseded").map(|(_, c)| c).sum();
+    let superseded_per_op = superseded as f64 / n as f64;
     // Clean up while the operator still runs (it holds the finalizers), so the next run's
     // operator does not relist this one's Operations.
     let _ = api.delete_collection(&DeleteParams::default(), &ListParams::default()).await;
@@ -400,7 +405,7 @@ fn rss_mb(pid: u32) -> f64 {
 /// The restarted process's API calls, once no new one has come for two seconds (at most 300 s):
 /// the Operations are all ended, so whatever it sends is re-sent.
 async fn calls_settled(port: u16) -> u64 {
-    let total = move || tokio::task::spawn_blocking(move || effector_calls(port).values().sum::<u64>());
+    let total = move || tokio::task::spawn_blocking(move || effector_calls(&metrics(port)).values().sum::<u64>());
     let start = Instant::now();
     let mut last = total().await.unwrap();
     loop {
