@@ -1,8 +1,10 @@
 //! Journal benches with realistic 8 KB Kubernetes objects (a Job with managedFields, labels and
 //! status): durable appends with one sync per batch of 1, 100 and 1000; the same against a
 //! plain append-only file (length + CRC framing, fdatasync per batch) in the same run; a warm
-//! header scan; a full decode; and reopening a large journal from its snapshot.
-//! Run: `cargo bench -p vworkspace-journal` (add `-- --quick` for a smoke run).
+//! header scan; a full decode; what replay reads of a record (kind, namespace, name, UID,
+//! resourceVersion) decoded from its rkyv header against the same fields parsed from the JSON of
+//! the same real object; and reopening a large journal from its snapshot.
+//! Run: `cargo bench --bench journal` (add `-- --quick` for a smoke run).
 //! `VW_BENCH_REOPEN_RECORDS` sets the reopen journal's size (default 1,000,000).
 
 use std::fs::{File, OpenOptions};
@@ -195,5 +197,53 @@ fn reopen(_c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, appends, reads, reopen);
+/// The same record's identity read two ways: rkyv header (validated, deserialised) against the
+/// JSON of the real 8 KB Job it holds (parsed, then the five fields read), per record.
+fn rkyv_vs_json(c: &mut Criterion) {
+    let n = 2_000u64;
+    let records: Vec<(Vec<u8>, Vec<u8>)> = (0..n)
+        .map(|i| {
+            let body = job(i);
+            let o = &body["object"];
+            let field = |f: &str| o["metadata"][f].as_str().unwrap_or_default().to_string();
+            let mut e = entry(i, body.clone());
+            e.resource = ResourceRef {
+                kind: o["kind"].as_str().unwrap_or_default().into(),
+                namespace: field("namespace"),
+                name: field("name"),
+                uid: field("uid"),
+                resource_version: field("resourceVersion"),
+            };
+            (vworkspace_journal::envelope::encode(i + 1, &e).unwrap(), serde_json::to_vec(&body).unwrap())
+        })
+        .collect();
+    let mut g = c.benchmark_group("decode a record's identity");
+    g.throughput(Throughput::Elements(n));
+    g.bench_function("rkyv header", |b| {
+        b.iter(|| {
+            let mut total = 0usize;
+            for (i, (bytes, _)) in records.iter().enumerate() {
+                let h = vworkspace_journal::envelope::decode_header(i as u64 + 1, bytes).unwrap();
+                total += h.resource.uid.len() + h.resource.resource_version.len() + h.resource.name.len();
+            }
+            black_box(total)
+        })
+    });
+    g.bench_function("JSON of the object", |b| {
+        b.iter(|| {
+            let mut total = 0usize;
+            for (_, json) in &records {
+                let v: Value = serde_json::from_slice(json).unwrap();
+                let m = &v["object"]["metadata"];
+                let len = |f: &str| m[f].as_str().map_or(0, str::len);
+                total += len("uid") + len("resourceVersion") + len("name") + len("namespace");
+                total += v["object"]["kind"].as_str().map_or(0, str::len);
+            }
+            black_box(total)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, appends, reads, rkyv_vs_json, reopen);
 criterion_main!(benches);
