@@ -152,22 +152,19 @@ fn effector_commands(text: &str) -> BTreeMap<(String, String), u64> {
 }
 
 /// The effector's API calls so far, by action: superseded status patches were never sent.
-fn effector_calls(text: &str) -> BTreeMap<String, u64> {
+fn effector_calls(commands: &BTreeMap<(String, String), u64>) -> BTreeMap<String, u64> {
     let mut calls = BTreeMap::new();
-    for ((action, result), count) in effector_commands(text) {
+    for ((action, result), count) in commands {
         if result != "Superseded" {
-            *calls.entry(action).or_default() += count;
+            *calls.entry(action.clone()).or_default() += count;
         }
     }
     calls
 }
 
-/// One sample's value (a counter's total, a histogram's count), 0 if absent.
+/// One unlabelled sample's value (a counter's total, a histogram's count), 0 if absent.
 fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    support::metric_sample(text, name, &[]).unwrap_or(0.0)
 }
 
 fn terminal_child(obj: &Value) -> bool {
@@ -319,10 +316,11 @@ async fn load(
     let (cpu_secs, peak_rss_mb) = usage(operator.id());
     let journal_bytes_per_op = (journal == Journal::Sled).then(|| support::dir_size(&jdir) as f64 / n as f64);
     let text = metrics(port);
-    let calls = effector_calls(&text).into_iter().map(|(a, c)| (a, c as f64 / n as f64)).collect();
+    let commands = effector_commands(&text);
+    let calls = effector_calls(&commands).into_iter().map(|(a, c)| (a, c as f64 / n as f64)).collect();
     let records_per_op = metric(&text, "vworkspace_journal_records_total") / n as f64;
     let commits_per_op = metric(&text, "vworkspace_journal_durable_seconds_count") / n as f64;
-    let superseded: u64 = effector_commands(&text).iter().filter(|((_, r), _)| r == "Superseded").map(|(_, c)| c).sum();
+    let superseded: u64 = commands.iter().filter(|((_, r), _)| r == "Superseded").map(|(_, c)| c).sum();
     let superseded_per_op = superseded as f64 / n as f64;
     // Clean up while the operator still runs (it holds the finalizers), so the next run's
     // operator does not relist this one's Operations.
@@ -405,7 +403,9 @@ fn rss_mb(pid: u32) -> f64 {
 /// The restarted process's API calls, once no new one has come for two seconds (at most 300 s):
 /// the Operations are all ended, so whatever it sends is re-sent.
 async fn calls_settled(port: u16) -> u64 {
-    let total = move || tokio::task::spawn_blocking(move || effector_calls(&metrics(port)).values().sum::<u64>());
+    let total = move || {
+        tokio::task::spawn_blocking(move || effector_calls(&effector_commands(&metrics(port))).values().sum::<u64>())
+    };
     let start = Instant::now();
     let mut last = total().await.unwrap();
     loop {

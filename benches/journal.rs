@@ -224,7 +224,8 @@ fn rkyv_vs_json(c: &mut Criterion) {
             let mut total = 0usize;
             for (i, (bytes, _)) in records.iter().enumerate() {
                 let h = vworkspace_journal::envelope::decode_header(i as u64 + 1, bytes).unwrap();
-                total += h.resource.uid.len() + h.resource.resource_version.len() + h.resource.name.len();
+                let r = &h.resource;
+                total += r.uid.len() + r.resource_version.len() + r.name.len() + r.namespace.len() + r.kind.len();
             }
             black_box(total)
         })

@@ -111,16 +111,6 @@ async fn metrics_text(addr: std::net::SocketAddr) -> String {
         .unwrap()
 }
 
-/// The value of a sample line `name{labels…} value` whose labels include all of `has`.
-fn sample(text: &str, name: &str, has: &[&str]) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.split(['{', ' ']).next() == Some(name))
-        .filter(|l| has.iter().all(|h| l.contains(h)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .reduce(|a, b| a + b)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_operations_of_three_engines_tell_one_story_in_jaeger_metrics_and_audit() {
     use kube::api::Api;
@@ -188,8 +178,12 @@ async fn live_operations_of_three_engines_tell_one_story_in_jaeger_metrics_and_a
     let answered = Instant::now() + Duration::from_secs(60);
     loop {
         let text = metrics_text(port).await;
-        let creates = sample(&text, "vworkspace_effector_commands_total", &["action=\"CreateChild\"", "result=\"Ok\""])
-            .unwrap_or(0.0);
+        let creates = support::metric_sample(
+            &text,
+            "vworkspace_effector_commands_total",
+            &["action=\"CreateChild\"", "result=\"Ok\""],
+        )
+        .unwrap_or(0.0);
         if creates >= ops.len() as f64 {
             break;
         }
@@ -277,8 +271,8 @@ async fn live_operations_of_three_engines_tell_one_story_in_jaeger_metrics_and_a
         ("vworkspace_operation_duration_seconds_count", vec!["engine=\"velero\""]),
         ("workqueue_queue_duration_seconds_count", vec!["name=\"journal\""]),
     ] {
-        let a = sample(&after, name, &has).unwrap_or_else(|| panic!("{name}{has:?} missing:\n{after}"));
-        let b = sample(&before, name, &has).unwrap_or(0.0);
+        let a = support::metric_sample(&after, name, &has).unwrap_or_else(|| panic!("{name}{has:?} missing:\n{after}"));
+        let b = support::metric_sample(&before, name, &has).unwrap_or(0.0);
         assert!(a > b, "{name}{has:?} moved: {b} -> {a}");
     }
     for name in [
@@ -288,11 +282,11 @@ async fn live_operations_of_three_engines_tell_one_story_in_jaeger_metrics_and_a
         "vworkspace_leader",
         "vworkspace_lease_epoch",
     ] {
-        assert!(sample(&after, name, &[]).is_some(), "{name} missing:\n{after}");
+        assert!(support::metric_sample(&after, name, &[]).is_some(), "{name} missing:\n{after}");
     }
-    assert_eq!(sample(&after, "vworkspace_leader", &[]), Some(1.0));
+    assert_eq!(support::metric_sample(&after, "vworkspace_leader", &[]), Some(1.0));
     assert_eq!(
-        sample(
+        support::metric_sample(
             &after,
             "vworkspace_operations_total",
             &["type=\"Backup\"", "engine=\"velero\"", "reason=\"Completed\""]

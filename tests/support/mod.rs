@@ -286,6 +286,17 @@ pub async fn wait_port_free(addr: std::net::SocketAddr) {
     }
 }
 
+/// The value of a sample line `name{labels…} value` in a `/metrics` text, summed over the lines
+/// whose labels include all of `has` (a counter's total, a histogram's `_count`).
+pub fn metric_sample(text: &str, name: &str, has: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter(|l| has.iter().all(|h| l.contains(h)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .reduce(|a, b| a + b)
+}
+
 /// Bytes under a directory (a journal's size on disk).
 pub fn dir_size(p: &Path) -> u64 {
     std::fs::read_dir(p)
