@@ -43,7 +43,17 @@ pub fn child_name(prefix: &str, uid: &str, step: u32) -> String {
 
 /// The ID of the command that made step `step` do `what`: stable across replays and restarts.
 pub fn command_id(uid: &str, step: u32, what: &str) -> String {
-    format!("{}-{step}-{what}", short_hash(&[uid], 6))
+    step_command_id(&uid_prefix(uid), step, what)
+}
+
+/// `command_id` from the UID's prefix (`uid_prefix`), when that is at hand.
+pub fn step_command_id(prefix: &str, step: u32, what: &str) -> String {
+    format!("{prefix}-{step}-{what}")
+}
+
+/// What every command ID of an Operation starts with.
+pub fn uid_prefix(uid: &str) -> String {
+    short_hash(&[uid], 6)
 }
 
 /// A label value (at most 63 characters); long names keep a hash suffix so they stay unique.

@@ -36,15 +36,10 @@ impl OpState {
     /// Sends a command; `pending` marks it as awaiting an outcome.
     pub(crate) fn emit(&mut self, action: Action, pending: Option<Pending>, out: &mut Vec<Command>) -> String {
         let id = match (&action, &pending) {
-            (Action::CreateChild { step, .. }, _) => naming::command_id(&self.uid, *step, "create"),
+            (Action::CreateChild { step, .. }, _) => naming::step_command_id(self.id_prefix(), *step, "create"),
             _ => {
                 self.counter += 1;
-                format!(
-                    "{}-c{}-{}",
-                    naming::short_hash(&[&self.uid], 6),
-                    self.counter,
-                    action.name().to_ascii_lowercase()
-                )
+                format!("{}-c{}-{}", self.id_prefix(), self.counter, action.name().to_ascii_lowercase())
             }
         };
         if let Some(p) = pending {
@@ -810,7 +805,7 @@ pub fn build_status(op: &OpState, now: DateTime<Utc>) -> OperationStatus {
         engine: op.engine.clone(),
         outputs: op.outputs.clone(),
         plan: op.plan.clone(),
-        trace_id: Some(naming::trace_id(&op.uid)),
+        trace_id: Some(op.trace_id().to_string()),
     }
 }
 
