@@ -1,9 +1,10 @@
 //! Replay throughput (issue 7's targets), harness-free because a 1M-record run does not fit
 //! criterion's sampling. Prints one line per figure:
-//! - fold-only replay, warm: records already in memory, decoded and folded;
+//! - fold-only replay, warm: records already in memory, decoded and folded, on one thread and
+//!   with a second thread reading (`pass::Options::pipeline`, what `replay` does given 2 CPUs);
 //! - fold-only replay, cold: the journal directory opened, read, decompressed and folded;
 //! - full replay of an export: what `replay FILE` does (read, fold, every timeline, the text
-//!   view written to a sink).
+//!   view written to a sink), on one core and as `replay` runs.
 //!
 //! Run: `cargo bench --bench replay` (`VW_RECORDS=200000` for a shorter run; `-- --quick`, or
 //! without `--bench` as `cargo test --all-targets` runs it: a smoke run).
@@ -75,11 +76,16 @@ fn main() {
         n / cold.as_secs_f64()
     );
 
-    // Warm: the same records already in memory.
-    let t = Instant::now();
-    let p = pass::run(&src, &pass::Options::default()).unwrap();
-    let warm = t.elapsed();
-    println!("fold-only replay, warm (in memory): {:.0} records/s ({warm:.2?})", p.records as f64 / warm.as_secs_f64());
+    // Warm: the same records already in memory, on one thread, then with a reading thread.
+    for (threads, pipeline) in [("one thread", false), ("two threads", true)] {
+        let t = Instant::now();
+        let p = pass::run(&src, &pass::Options { pipeline: Some(pipeline), ..Default::default() }).unwrap();
+        let warm = t.elapsed();
+        println!(
+            "fold-only replay, warm (in memory), {threads}: {:.0} records/s ({warm:.2?})",
+            p.records as f64 / warm.as_secs_f64()
+        );
+    }
     drop(src);
     SledJournal::close(&jdir);
 
@@ -87,17 +93,19 @@ fn main() {
     // terminal): the export read, every timeline kept as the lines it prints. No --check: the
     // chunks were recorded by separate harness runs, so their command IDs need not match one
     // continuous fold.
-    let t = Instant::now();
-    let src = source::load(&file).unwrap();
-    let opts = pass::Options { timeline: true, lines: true, ..Default::default() };
-    let p = pass::run(&src, &opts).unwrap();
-    view::write_text(&src.name, &p, &opts, &mut std::io::sink()).unwrap();
-    let full = t.elapsed();
-    assert_eq!(p.records as f64, n);
-    println!(
-        "full replay of a {:.0}-record export ({} MB) with timelines: {full:.2?} ({:.0} records/s)",
-        n,
-        std::fs::metadata(&file).unwrap().len() / 1_000_000,
-        n / full.as_secs_f64()
-    );
+    for (threads, pipeline) in [("on one core", Some(false)), ("as `replay` runs", None)] {
+        let t = Instant::now();
+        let src = source::load(&file).unwrap();
+        let opts = pass::Options { timeline: true, lines: true, pipeline, ..Default::default() };
+        let p = pass::run(&src, &opts).unwrap();
+        view::write_text(&src.name, &p, &opts, &mut std::io::sink()).unwrap();
+        let full = t.elapsed();
+        assert_eq!(p.records as f64, n);
+        println!(
+            "full replay of a {:.0}-record export ({} MB) with timelines, {threads}: {full:.2?} ({:.0} records/s)",
+            n,
+            std::fs::metadata(&file).unwrap().len() / 1_000_000,
+            n / full.as_secs_f64()
+        );
+    }
 }

@@ -60,6 +60,7 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
         lines: args.format == Format::Text,
         progress: Some(progress),
         signals: args.otlp.is_some(),
+        pipeline: None,
     };
     let p = pass::run(&src, &opts)?;
     if let Some(k) = &op

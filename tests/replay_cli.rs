@@ -11,7 +11,8 @@ use vworkspace_journal::export::{self, Item};
 use vworkspace_journal::{Journal, NewEntry, SledJournal};
 use vworkspace_operator::fold::{self, State};
 use vworkspace_operator::journal_codec;
-use vworkspace_operator::replay::pass::op_summary;
+use vworkspace_operator::replay::pass::{self, op_summary};
+use vworkspace_operator::replay::{source, view};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("replay-fixtures").join(name).join("journal.vwj")
@@ -251,5 +252,90 @@ fn the_html_page_is_well_formed_in_a_real_browser() {
         assert!(console_errors.is_empty(), "{name}: console errors: {console_errors:?}");
         assert_eq!(dom.matches("data-operation=").count(), ops, "{name}: one lane heading per Operation");
         assert!(dom.contains("class=\"item "), "{name}: items were drawn");
+    }
+}
+
+/// A fold on one thread and on two (`pass::Options::pipeline`: a second thread reads and probes
+/// records) for the fixture at `path` under `opts`: the same records, state, check, stop and
+/// text, or the same error.
+fn same_on_two_threads(name: &str, src: &vworkspace_operator::replay::source::Source, opts: pass::Options) {
+    let run = |pipeline| pass::run(src, &pass::Options { pipeline: Some(pipeline), ..opts.clone() });
+    match (run(false), run(true)) {
+        (Ok(a), Ok(b)) => {
+            let what = format!("{name} with {opts:?}");
+            assert_eq!(
+                (a.records, a.probed, a.first_seq, a.last_seq, a.stopped, a.checked),
+                (b.records, b.probed, b.first_seq, b.last_seq, b.stopped, b.checked),
+                "{what}"
+            );
+            assert_eq!(a.state, b.state, "{what}: the folded state differs");
+            assert_eq!(a.divergence, b.divergence, "{what}");
+            assert_eq!(view::render_text(name, &a, &opts), view::render_text(name, &b, &opts), "{what}");
+        }
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{name}"),
+        (a, b) => panic!("{name}: one thread gave {:?}, two gave {:?}", a.err(), b.err()),
+    }
+}
+
+#[test]
+fn a_second_reading_thread_changes_nothing() {
+    let mut fixtures: Vec<PathBuf> = std::fs::read_dir(fixture("velero-restore").parent().unwrap().parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path().join("journal.vwj"))
+        .filter(|p| p.exists())
+        .collect();
+    fixtures.sort();
+    assert_eq!(fixtures.len(), 10);
+    for path in &fixtures {
+        let name = path.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned();
+        let src = source::load(path).unwrap();
+        let timeline = pass::Options { timeline: true, ..Default::default() };
+        let middle = src.entries().unwrap()[src.len() as usize / 2].header.seq;
+        for opts in [
+            pass::Options::default(),
+            timeline.clone(),
+            pass::Options { lines: true, ..timeline.clone() },
+            pass::Options { check: true, ..timeline.clone() },
+            pass::Options { diffs: true, details: true, ..timeline.clone() },
+            pass::Options { signals: true, ..Default::default() },
+            pass::Options { until: Some(middle), ..timeline.clone() },
+        ] {
+            same_on_two_threads(&name, &src, opts);
+        }
+    }
+
+    // A divergence stops both at the same record.
+    let dir = tempfile::tempdir().unwrap();
+    let altered = dir.path().join("altered");
+    let src = fixture("velero-backup-succeeds");
+    let outcomes: Vec<u64> = export::read(&src)
+        .unwrap()
+        .iter()
+        .filter_map(|i| if let Item::Record(e) = i { Some(e) } else { None })
+        .filter(|e| e.header.kind == vworkspace_journal::EntryKind::Outcome)
+        .map(|e| e.header.seq)
+        .collect();
+    rewrite(&src, &altered, |seq, body| {
+        if seq == outcomes[2] {
+            body["digest"] = "0000000000000000".into();
+        }
+    });
+    let altered = source::load(&altered).unwrap();
+    let check = pass::Options { check: true, timeline: true, ..Default::default() };
+    same_on_two_threads("altered", &altered, check.clone());
+    let p = pass::run(&altered, &pass::Options { pipeline: Some(true), ..check }).unwrap();
+    assert_eq!(p.divergence.map(|d| d.seq), Some(outcomes[2]));
+
+    // A record damaged mid-file is the same error on both, after the same records.
+    let mut bytes = std::fs::read(&src).unwrap();
+    let at = bytes.len() * 3 / 5;
+    bytes[at] ^= 0x55;
+    let damaged = dir.path().join("damaged.vwj");
+    std::fs::write(&damaged, &bytes).unwrap();
+    let damaged = source::load(&damaged).unwrap();
+    for opts in [pass::Options::default(), pass::Options { timeline: true, ..Default::default() }] {
+        let err = pass::run(&damaged, &pass::Options { pipeline: Some(true), ..opts.clone() }).err();
+        assert!(err.as_ref().is_some_and(|e| e.category() == "damaged"), "{err:?}");
+        same_on_two_threads("damaged", &damaged, opts);
     }
 }
