@@ -14,6 +14,10 @@ use vworkspace_operator::journal_codec;
 use vworkspace_operator::replay::pass::{self, op_summary};
 use vworkspace_operator::replay::{source, view};
 
+// The benches' journal of Operations through their engines' phases, recorded by the model harness.
+#[path = "../benches/workload/mod.rs"]
+mod workload;
+
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("replay-fixtures").join(name).join("journal.vwj")
 }
@@ -256,8 +260,8 @@ fn the_html_page_is_well_formed_in_a_real_browser() {
 }
 
 /// A fold on one thread and on two (`pass::Options::pipeline`: a second thread reads and probes
-/// records) for the fixture at `path` under `opts`: the same records, state, check, stop and
-/// text, or the same error.
+/// records) of `src` under `opts`: the same records, state, check, stop, signals and views, or
+/// the same error.
 fn same_on_two_threads(name: &str, src: &vworkspace_operator::replay::source::Source, opts: pass::Options) {
     let run = |pipeline| pass::run(src, &pass::Options { pipeline: Some(pipeline), ..opts.clone() });
     match (run(false), run(true)) {
@@ -270,6 +274,9 @@ fn same_on_two_threads(name: &str, src: &vworkspace_operator::replay::source::So
             );
             assert_eq!(a.state, b.state, "{what}: the folded state differs");
             assert_eq!(a.divergence, b.divergence, "{what}");
+            assert_eq!(a.signals, b.signals, "{what}");
+            // The JSON view holds every timeline item with its details and diffs.
+            assert_eq!(view::build(name, &a, &opts), view::build(name, &b, &opts), "{what}");
             assert_eq!(view::render_text(name, &a, &opts), view::render_text(name, &b, &opts), "{what}");
         }
         (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{name}"),
@@ -326,7 +333,7 @@ fn a_second_reading_thread_changes_nothing() {
     let p = pass::run(&altered, &pass::Options { pipeline: Some(true), ..check }).unwrap();
     assert_eq!(p.divergence.map(|d| d.seq), Some(outcomes[2]));
 
-    // A record damaged mid-file is the same error on both, after the same records.
+    // A record damaged mid-file (its checksum fails as it is read) is the same error on both.
     let mut bytes = std::fs::read(&src).unwrap();
     let at = bytes.len() * 3 / 5;
     bytes[at] ^= 0x55;
@@ -338,4 +345,27 @@ fn a_second_reading_thread_changes_nothing() {
         assert!(err.as_ref().is_some_and(|e| e.category() == "damaged"), "{err:?}");
         same_on_two_threads("damaged", &damaged, opts);
     }
+
+    // The fixtures fit in one batch. A journal of many batches: the reader runs ahead and
+    // blocks on a full channel, and a stop early in it must stop the reader too.
+    let long = dir.path().join("long");
+    let records = workload::journal(400);
+    assert!(records.len() > 8_000, "{} records", records.len());
+    let (j, _) = SledJournal::open(&long).unwrap();
+    j.append(records.iter().map(journal_codec::to_entry).collect()).unwrap();
+    j.durable().unwrap();
+    drop(j);
+    SledJournal::close(&long);
+    let long = source::load(&long).unwrap();
+    let timeline = pass::Options { timeline: true, ..Default::default() };
+    for opts in [
+        pass::Options::default(),
+        pass::Options { check: true, ..timeline.clone() },
+        pass::Options { until: Some(300), ..timeline.clone() },
+        pass::Options { until: Some(records.len() as u64 - 100), ..Default::default() },
+    ] {
+        same_on_two_threads("long", &long, opts);
+    }
+    let p = pass::run(&long, &pass::Options { pipeline: Some(true), check: true, ..Default::default() }).unwrap();
+    assert_eq!((p.last_seq, p.divergence), (records.len() as u64, None), "a harness journal passes --check");
 }

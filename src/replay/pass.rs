@@ -168,7 +168,13 @@ fn pipelined(src: &Source, opts: &Options, mut fold: impl FnMut(&Entry, Probes) 
             let mut batch = Vec::with_capacity(BATCH);
             let read = src.each(|raw| {
                 n += 1;
-                batch.push(decoder.decode(n, raw).map(|e| (e.clone(), Probes::of(e, opts))).map_err(Into::into));
+                let item = decoder.decode(n, raw).map(|e| (e.clone(), Probes::of(e, opts)));
+                let failed = item.is_err();
+                batch.push(item.map_err(Into::into));
+                // Nothing after a record that does not decode is folded: stop reading there.
+                if failed {
+                    return Ok(false);
+                }
                 if batch.len() < BATCH {
                     return Ok(true);
                 }
