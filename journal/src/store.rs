@@ -130,6 +130,11 @@ pub(crate) fn store_err(e: sled::Error) -> Error {
     match e {
         // sled found its own files damaged: handled as damage (set aside, relist), not a crash.
         sled::Error::Corruption { .. } => Error::Damaged { seq: 0, why: format!("sled: {e}") },
+        // A read that ends early: a file of the store was cut short (a torn tail). Writes
+        // never report it, so it is damage too, not a failing disk.
+        sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Error::Damaged { seq: 0, why: format!("sled: a file of the store ends early: {e}") }
+        }
         e => Error::Store(e.to_string()),
     }
 }
@@ -719,6 +724,20 @@ fn decompress_snapshot(body: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A store file cut short reads as damage (set aside, relisted), as sled's own corruption
+    /// check does; any other I/O error stays a store error. Found when a torn tail in the chaos
+    /// suite made `journal verify` say "IO error: failed to fill whole buffer".
+    #[test]
+    fn a_store_file_that_ends_early_is_damage() {
+        let io = |kind| sled::Error::Io(std::io::Error::new(kind, "failed to fill whole buffer"));
+        let torn = store_err(io(std::io::ErrorKind::UnexpectedEof));
+        assert_eq!(torn.category(), "damaged", "{torn}");
+        assert!(torn.to_string().contains("ends early"), "{torn}");
+        assert_eq!(store_err(io(std::io::ErrorKind::PermissionDenied)).category(), "store");
+        let corrupt = store_err(sled::Error::Corruption { at: None, bt: () });
+        assert_eq!(corrupt.category(), "damaged");
+    }
 
     fn stored(body: Vec<u8>) -> Vec<u8> {
         let mut v = body;

@@ -48,7 +48,10 @@ async fn api_server_restarts_and_outage() {
     );
     assert!(alive, "the operator exited during the outage:\n{}", op.log_tail(30));
     report.assert_clean(&op.log_tail(40));
-    // A hot loop makes thousands of attempts a minute; backoff makes a few per second at most.
-    assert!(rate < 5.0, "{attempts} connection attempts in {outage:?}: the operator spins");
+    // A hot loop makes thousands of attempts a minute (the fixed 500 ms retry this guards
+    // against made 19 a second); backoff makes a few per second at most. Usually under one; one
+    // CI rehearsal on 2026-11-28 counted 6.26 a second (405 in the outage), so the bound sits
+    // between that and the hot loop.
+    assert!(rate < 10.0, "{attempts} connection attempts in {outage:?}: the operator spins");
     assert_eq!(code, 0, "{out}");
 }
