@@ -18,8 +18,12 @@ use vworkspace_operator::replay::{source, view};
 #[path = "../benches/workload/mod.rs"]
 mod workload;
 
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("replay-fixtures")
+}
+
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("replay-fixtures").join(name).join("journal.vwj")
+    fixtures().join(name).join("journal.vwj")
 }
 
 fn cli(args: &[&str]) -> Output {
@@ -38,9 +42,17 @@ fn json(o: &Output) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stderr(o)))
 }
 
+/// A sled journal in `dir` holding `entries`, closed.
+fn write_journal(dir: &Path, entries: Vec<NewEntry>) {
+    let (j, _) = SledJournal::open(dir).unwrap();
+    j.append(entries).unwrap();
+    j.durable().unwrap();
+    drop(j);
+    SledJournal::close(dir);
+}
+
 /// A sled journal holding the fixture's records, with `alter` applied to each body.
 fn rewrite(src: &Path, dir: &Path, alter: impl Fn(u64, &mut Value)) {
-    let (j, _) = SledJournal::open(dir).unwrap();
     let mut batch = Vec::new();
     for item in export::read(src).unwrap() {
         let Item::Record(e) = item else { continue };
@@ -56,10 +68,7 @@ fn rewrite(src: &Path, dir: &Path, alter: impl Fn(u64, &mut Value)) {
             body,
         });
     }
-    j.append(batch).unwrap();
-    j.durable().unwrap();
-    drop(j);
-    SledJournal::close(dir);
+    write_journal(dir, batch);
 }
 
 #[test]
@@ -262,7 +271,7 @@ fn the_html_page_is_well_formed_in_a_real_browser() {
 /// A fold on one thread and on two (`pass::Options::pipeline`: a second thread reads and probes
 /// records) of `src` under `opts`: the same records, state, check, stop, signals and views, or
 /// the same error.
-fn same_on_two_threads(name: &str, src: &vworkspace_operator::replay::source::Source, opts: pass::Options) {
+fn same_on_two_threads(name: &str, src: &source::Source, opts: pass::Options) {
     let run = |pipeline| pass::run(src, &pass::Options { pipeline: Some(pipeline), ..opts.clone() });
     match (run(false), run(true)) {
         (Ok(a), Ok(b)) => {
@@ -286,17 +295,17 @@ fn same_on_two_threads(name: &str, src: &vworkspace_operator::replay::source::So
 
 #[test]
 fn a_second_reading_thread_changes_nothing() {
-    let mut fixtures: Vec<PathBuf> = std::fs::read_dir(fixture("velero-restore").parent().unwrap().parent().unwrap())
+    let mut journals: Vec<PathBuf> = std::fs::read_dir(fixtures())
         .unwrap()
         .map(|e| e.unwrap().path().join("journal.vwj"))
         .filter(|p| p.exists())
         .collect();
-    fixtures.sort();
-    assert_eq!(fixtures.len(), 10);
-    for path in &fixtures {
+    journals.sort();
+    assert_eq!(journals.len(), 10);
+    let timeline = pass::Options { timeline: true, ..Default::default() };
+    for path in &journals {
         let name = path.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned();
         let src = source::load(path).unwrap();
-        let timeline = pass::Options { timeline: true, ..Default::default() };
         let middle = src.entries().unwrap()[src.len() as usize / 2].header.seq;
         for opts in [
             pass::Options::default(),
@@ -351,13 +360,8 @@ fn a_second_reading_thread_changes_nothing() {
     let long = dir.path().join("long");
     let records = workload::journal(400);
     assert!(records.len() > 8_000, "{} records", records.len());
-    let (j, _) = SledJournal::open(&long).unwrap();
-    j.append(records.iter().map(journal_codec::to_entry).collect()).unwrap();
-    j.durable().unwrap();
-    drop(j);
-    SledJournal::close(&long);
+    write_journal(&long, records.iter().map(journal_codec::to_entry).collect());
     let long = source::load(&long).unwrap();
-    let timeline = pass::Options { timeline: true, ..Default::default() };
     for opts in [
         pass::Options::default(),
         pass::Options { check: true, ..timeline.clone() },

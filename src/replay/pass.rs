@@ -141,8 +141,9 @@ pub fn run(src: &Source, opts: &Options) -> Result<Pass> {
         }
         p.consume(e, probes, opts)
     };
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    if opts.pipeline.unwrap_or(total >= PIPELINE_MIN && cpus > 1) {
+    // Counting CPUs reads the cgroup's quota: only when the journal is long enough to ask.
+    let cpus = || std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if opts.pipeline.unwrap_or_else(|| total >= PIPELINE_MIN && cpus() > 1) {
         pipelined(src, opts, fold)?;
     } else {
         let mut decoder = vworkspace_journal::raw::Decoder::default();
