@@ -197,6 +197,11 @@ fn bad_input_is_a_clear_message_and_a_non_zero_exit() {
     let empty = dir.path().join("empty");
     drop(SledJournal::open(&empty).unwrap());
     SledJournal::close(&empty);
+    // A journal directory another process holds (its sled lock, taken here on our own descriptor).
+    let held = dir.path().join("held");
+    rewrite(&good, &held, |_, _| {});
+    let holder = std::fs::File::open(held.join("db")).unwrap();
+    holder.lock().unwrap();
     let missing = dir.path().join("nope");
     let g = good.to_str().unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
@@ -205,6 +210,7 @@ fn bad_input_is_a_clear_message_and_a_non_zero_exit() {
         (vec!["replay", truncated.to_str().unwrap()], "truncated"),
         (vec!["replay", newer.to_str().unwrap()], "format version 65535; this build reads up to"),
         (vec!["replay", empty.to_str().unwrap()], "holds no records"),
+        (vec!["replay", held.to_str().unwrap()], "is open in another process"),
         (vec!["replay"], "replay needs a journal"),
         (vec!["replay", "--op", "no-slash", g], "is not NAMESPACE/NAME"),
         (vec!["replay", "--op", "shop/ghost", g], "no Operation shop/ghost"),
@@ -221,6 +227,8 @@ fn bad_input_is_a_clear_message_and_a_non_zero_exit() {
         assert!(err.to_lowercase().contains(&want.to_lowercase()), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
     }
+    drop(holder);
+    assert!(cli(&["replay", held.to_str().unwrap()]).status.success(), "released, it replays");
 }
 
 /// The page in a real browser (Debian's headless Chromium): it loads with no console error and

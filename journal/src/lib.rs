@@ -40,6 +40,10 @@ pub enum Error {
     NotEmpty { path: String },
     #[error("encoding a record: {0}")]
     Encode(String),
+    #[error(
+        "the journal in {path} is open in another process (it holds the lock on its db file): stop that process, or export through it with `journal export {path} -`"
+    )]
+    Locked { path: String },
 }
 
 impl Error {
@@ -54,6 +58,7 @@ impl Error {
             Error::Truncated { .. } => "truncated",
             Error::NotEmpty { .. } => "not-empty",
             Error::Encode(_) => "encode",
+            Error::Locked { .. } => "locked",
         }
     }
 

@@ -173,11 +173,19 @@ fn open_db(dir: &Path) -> Result<sled::Db> {
         sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).cache_capacity(16 << 20).open()
     })) {
         Ok(Ok(db)) => db,
+        // Another process holds the store: not damage, which would set a live journal aside.
+        Ok(Err(_)) if locked(dir) => return Err(Error::Locked { path: dir.display().to_string() }),
         Ok(Err(e)) => return Err(Error::Damaged { seq: 0, why: format!("sled cannot open the store: {e}") }),
         Err(_) => return Err(Error::Damaged { seq: 0, why: "sled panicked while opening the store".into() }),
     };
     dbs.insert(path, db.clone());
     Ok(db)
+}
+
+/// Whether another open file holds the lock sled takes on `db` (an flock: it conflicts across
+/// file descriptors, so an instance in this process counts too).
+fn locked(dir: &Path) -> bool {
+    File::open(dir.join("db")).is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
 }
 
 /// Forgets the instance of `dir` (before its files are moved aside).
@@ -272,8 +280,17 @@ impl SledJournal {
 
     /// Drops this process's sled instance for `dir`, so the next open reads the files again.
     /// Only for tools and tests that change the files underneath; the operator never needs it.
+    /// Returns once the store's lock is free, for at most 10 s: sled's flusher thread can hold
+    /// the last handle a moment after ours goes, and another process opening the journal then
+    /// was refused (a replay test failed that way once in some thirty runs).
     pub fn close(dir: &Path) {
         evict(dir);
+        for _ in 0..2000 {
+            if !locked(dir) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Opens an existing journal as it is, repairing nothing (for `inspect` and `verify`).

@@ -162,6 +162,34 @@ fn damage_in_the_middle_is_quarantined_never_dropped_silently() {
     assert!(old_report.quarantined.is_some() || old.verify().first_error.is_some());
 }
 
+/// A journal another process holds is refused as in use, never taken for damage: quarantining
+/// it would move a live journal aside. The lock is sled's flock on `db`, taken here on a file
+/// descriptor of our own (flocks on two descriptors conflict as between two processes).
+#[test]
+fn a_journal_held_by_another_process_is_refused_not_set_aside() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("journal");
+    let j = open(&dir);
+    j.append(vec![entry(1), entry(2)]).unwrap();
+    j.durable().unwrap();
+    drop(j);
+    SledJournal::close(&dir);
+    let holder = std::fs::File::open(dir.join("db")).unwrap();
+    holder.lock().unwrap();
+    for refused in [SledJournal::open(&dir).err(), SledJournal::open_existing(&dir).err()] {
+        let e = refused.expect("a held journal does not open");
+        assert!(matches!(e, Error::Locked { .. }), "{e}");
+        assert_eq!(e.category(), "locked");
+        assert!(e.to_string().contains("open in another process"), "{e}");
+    }
+    let siblings: Vec<_> = std::fs::read_dir(base.path()).unwrap().map(|d| d.unwrap().file_name()).collect();
+    assert_eq!(siblings, ["journal"], "nothing was set aside");
+    drop(holder);
+    let (j, report) = SledJournal::open(&dir).unwrap();
+    assert_eq!((report.last_seq, report.quarantined), (2, None), "released, it opens whole");
+    drop(j);
+}
+
 /// sled reads a damaged log up to the damage and drops the rest silently (the chaos suite's
 /// flipped byte): the durable mark beside its files makes that loss damage, not a shorter journal.
 #[test]
