@@ -2,7 +2,8 @@
 //! keep their order), many Operations at once, exponential backoff per Operation, a global rate
 //! limit on API attempts, and fencing: an attempt starts only inside a valid leadership term and
 //! is cut off when the term ends. An abandoned command leaves no outcome; the next leader's
-//! Restart record re-derives it.
+//! Restart record re-derives it. An unreachable API server is one back-off for all Operations,
+//! in the effector's client (`effector::outage`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;

@@ -37,6 +37,7 @@ pub struct Metrics {
     pub ingest_paused: Counter,
     pub ingest_paused_seconds: Counter<f64, AtomicU64>,
     pub operations_waiting: Gauge,
+    pub api_unreachable: Gauge,
 }
 
 fn latency() -> Histogram {
@@ -72,6 +73,7 @@ impl Metrics {
             ingest_paused: Counter::default(),
             ingest_paused_seconds: Counter::default(),
             operations_waiting: Gauge::default(),
+            api_unreachable: Gauge::default(),
         };
         r.register("controller_runtime_reconcile", "Operations reconciled, by result", m.reconcile.clone());
         r.register(
@@ -123,6 +125,11 @@ impl Metrics {
             m.journal_since_snapshot.clone(),
         );
         r.register("vworkspace_leader", "1 while this process holds the lease", m.leader.clone());
+        r.register(
+            "vworkspace_api_unreachable",
+            "1 while the API server gives the effector no response (its requests wait, one probes)",
+            m.api_unreachable.clone(),
+        );
         r.register("vworkspace_lease_epoch", "The lease epoch this process last held", m.lease_epoch.clone());
         r.register(
             "vworkspace_events_sent",

@@ -249,7 +249,8 @@ pub async fn run_until(
         }
         None => (tokio::sync::watch::channel(Some(crate::leader::Term::sole())).1, None),
     };
-    let fenced = crate::effector::fence::client(client.clone(), leadership.clone());
+    let outage = Arc::new(crate::effector::outage::Outage::new(opts.limits.backoff_base, opts.limits.backoff_max));
+    let fenced = crate::effector::fence::client(client.clone(), leadership.clone(), outage);
     let effector = Arc::new(Effector::new(fenced).with_lease(opts.leader.as_ref().map(|l| l.name.clone())));
     let pressure = crate::pressure::Pressure::new(opts.bounds);
     tokio::spawn(dispatch::run(

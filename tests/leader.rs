@@ -114,7 +114,11 @@ async fn the_fenced_client_sends_no_write_outside_a_term() {
     let client = support::client("admin").await;
     let ns = support::namespace("fence").await;
     let (tx, rx) = tokio::sync::watch::channel(Some(leader::Term::sole()));
-    let fenced = fence::client(client.clone(), rx);
+    let gate = std::sync::Arc::new(vworkspace_operator::effector::outage::Outage::new(
+        Duration::from_millis(100),
+        Duration::from_secs(30),
+    ));
+    let fenced = fence::client(client.clone(), rx, gate);
     let cms: Api<ConfigMap> = Api::namespaced(fenced, &ns);
     let cm = |name: &str| serde_json::from_value::<ConfigMap>(json!({ "metadata": { "name": name } })).unwrap();
     cms.create(&PostParams::default(), &cm("while-leading")).await.expect("a write inside a term is sent");
@@ -124,4 +128,101 @@ async fn the_fenced_client_sends_no_write_outside_a_term() {
     assert!(cms.get("while-leading").await.is_ok(), "reads are not fenced");
     let plain: Api<ConfigMap> = Api::namespaced(client, &ns);
     assert!(plain.get_opt("after-the-term").await.unwrap().is_none(), "the refused write never reached the server");
+}
+
+/// A TCP hop to the API server that counts connections and, while `down`, drops each at once
+/// (no TLS handshake, no response): the server unreachable, as the client sees it.
+struct Hop {
+    addr: std::net::SocketAddr,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connects: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+async fn hop(upstream: String) -> Hop {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (down, connects) = (Arc::new(AtomicBool::new(true)), Arc::new(AtomicU32::new(0)));
+    let (d, c) = (down.clone(), connects.clone());
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            c.fetch_add(1, Ordering::SeqCst);
+            if d.load(Ordering::SeqCst) {
+                continue;
+            }
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                if let Ok(mut up) = tokio::net::TcpStream::connect(upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tcp, &mut up).await;
+                }
+            });
+        }
+    });
+    Hop { addr, down, connects }
+}
+
+/// While the API server cannot be reached, the effector's requests wait and one at a time
+/// probes it, at doubling intervals from the dispatcher's 100 ms: twenty Operations retrying
+/// each on its own backoff connect no more often than one would. The first response lets them
+/// all through. (The chaos suite counted 405 attempts in a 60 s outage before this.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_api_server_is_probed_once_per_interval_not_by_every_request() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use vworkspace_operator::effector::{fence, outage::Outage};
+    let ns = support::namespace("outage").await;
+    let kc = Kubeconfig::read_from(support::kubeconfig()).unwrap();
+    let opts = KubeConfigOptions { context: Some("admin".into()), ..Default::default() };
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &opts).await.unwrap();
+    let upstream = config.cluster_url.authority().unwrap().to_string();
+    let hop = hop(upstream).await;
+    config.cluster_url = format!("https://{}", hop.addr).parse().unwrap();
+    let (_tx, rx) = tokio::sync::watch::channel(Some(leader::Term::sole()));
+    let gate = Arc::new(Outage::new(Duration::from_millis(100), Duration::from_secs(30)));
+    let client = fence::client(kube::Client::try_from(config).unwrap(), rx, gate.clone());
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+        tasks.spawn(async move {
+            // The dispatcher's per-Operation backoff: 100 ms doubling.
+            let mut delay = Duration::from_millis(100);
+            loop {
+                match cms.get_opt(&format!("cm-{i}")).await {
+                    Ok(found) => return found,
+                    Err(_) => tokio::time::sleep(delay).await,
+                }
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        });
+    }
+    // The requests already on their way when the server went fail together; from then on
+    // only the probes connect.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let burst = hop.connects.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let during = hop.connects.load(Ordering::SeqCst) - burst;
+    assert!(gate.unreachable());
+    let metrics = vworkspace_operator::metrics::get().encode();
+    assert_eq!(support::metric_sample(&metrics, "vworkspace_api_unreachable", &[]), Some(1.0));
+    // Probes 0.1, 0.3, 0.7, 1.5, 3.1 and 6.3 s after the first failure: in 0.5-4.5 s, three.
+    // Each of the 20 retrying on its own would have connected three times in that window.
+    assert!(during <= 5, "{during} connections in 4 s of outage from 20 retrying requests (after {burst} at first)");
+    hop.down.store(false, Ordering::SeqCst);
+    let answered = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut n = 0;
+        while let Some(found) = tasks.join_next().await {
+            assert_eq!(found.unwrap(), None, "no such ConfigMap: a 404 is an answer");
+            n += 1;
+        }
+        n
+    })
+    .await
+    .expect("every request is answered once the server is back");
+    assert_eq!(answered, 20);
+    assert!(!gate.unreachable());
+    let metrics = vworkspace_operator::metrics::get().encode();
+    assert_eq!(support::metric_sample(&metrics, "vworkspace_api_unreachable", &[]), Some(0.0));
 }

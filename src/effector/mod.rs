@@ -7,6 +7,7 @@ mod event;
 pub mod fence;
 mod fill;
 pub mod helm;
+pub mod outage;
 
 use std::collections::BTreeMap;
 
