@@ -1,9 +1,9 @@
 //! One back-off for all of the effector's requests while the API server cannot be reached.
 //!
 //! The dispatcher backs off per Operation. That is right for an answer about one object (a
-//! webhook that refuses it), but an unreachable server fails every Operation alike: each retried
-//! on its own schedule, so the attempts grew with the Operations in flight (a chaos rehearsal
-//! counted 405 connection attempts in a 60 s outage, against about 75 from the eleven watches).
+//! webhook that refuses it), but an unreachable server fails every Operation alike: each in
+//! flight retried on its own schedule, about ten times a minute, so the attempts grew with the
+//! Operations in flight (bounded only by the dispatcher's 50 a second).
 //! So while the server is unreachable, one request at a time probes it, at doubling intervals;
 //! the first response of any status lets every request through again.
 

@@ -51,6 +51,7 @@ impl Operator {
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("KUBECONFIG", &self.kubeconfig)
+            // `VW_CHAOS_LOG` sets the operator's RUST_LOG (say `info,vworkspace_operator::dispatch=debug`).
             .env("RUST_LOG", std::env::var("VW_CHAOS_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
