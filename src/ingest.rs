@@ -136,33 +136,30 @@ async fn forward<K>(
 /// event, and the watcher emits `Init` before each relist's first request: a watch that had to
 /// relist when the server went (after a 410, say) retried about once a second for the whole
 /// outage (the chaos suite: two such watches made 103 of 147 connection attempts in 60 s).
-pub struct WatchBackoff(backon::ExponentialBackoff);
-
-impl Default for WatchBackoff {
-    fn default() -> Self {
-        use backon::BackoffBuilder as _;
-        Self(Self::builder().build())
-    }
-}
+/// The delays are built at the first failure and dropped by a response: `reset` runs on every
+/// watch event, and building a jittered backoff there would seed a generator per event.
+#[derive(Default)]
+struct WatchBackoff(Option<backon::ExponentialBackoff>);
 
 impl WatchBackoff {
-    fn builder() -> backon::ExponentialBuilder {
-        backon::ExponentialBuilder::new()
-            .with_min_delay(Duration::from_millis(800))
-            .with_max_delay(Duration::from_secs(30))
-            .with_factor(2.0)
-            .with_jitter()
-            .without_max_times()
-    }
-
     /// How long to wait before the next attempt.
-    pub fn delay(&mut self) -> Duration {
-        self.0.next().unwrap_or(Duration::from_secs(30))
+    fn delay(&mut self) -> Duration {
+        use backon::BackoffBuilder as _;
+        let delays = self.0.get_or_insert_with(|| {
+            backon::ExponentialBuilder::new()
+                .with_min_delay(Duration::from_millis(800))
+                .with_max_delay(Duration::from_secs(30))
+                .with_factor(2.0)
+                .with_jitter()
+                .without_max_times()
+                .build()
+        });
+        delays.next().unwrap_or(Duration::from_secs(30))
     }
 
     /// The server answered: the next failure waits the shortest delay again.
-    pub fn reset(&mut self) {
-        *self = Self::default();
+    fn reset(&mut self) {
+        self.0 = None;
     }
 }
 
