@@ -1,6 +1,7 @@
 //! Fold throughput: records folded per second, from a journal recorded by the model harness
 //! (N Operations of four engines, each through its upstream phases to a terminal outcome).
-//! Also one target with 250 and 1,000 Operations queued, run in turn (per-Operation cost by depth).
+//! Also one target with 250 and 1,000 Operations queued, run in turn (per-Operation cost by depth),
+//! and 250 under a template with a parameters schema.
 //! Run: `cargo bench --bench fold` (add `-- --quick` for a smoke run).
 
 use std::hint::black_box;
@@ -34,6 +35,12 @@ fn bench(c: &mut Criterion) {
             b.iter(|| black_box(fold_all(&records)))
         });
     }
+    // The same queue under a template with a parameters schema, checked at every revisit.
+    let records = workload::one_target_with(250, true);
+    g.throughput(Throughput::Elements(250));
+    g.bench_function(format!("250 Operations queued, parameters schema, {} records", records.len()), |b| {
+        b.iter(|| black_box(fold_all(&records)))
+    });
     g.finish();
 }
 

@@ -78,20 +78,29 @@ pub fn journal_from(n: usize, first: usize) -> Vec<Record> {
 /// `n` exclusive RunCommand Operations submitted at once on one target, then run in turn: the
 /// deepest queue a target can have.
 pub fn one_target(n: usize) -> Vec<Record> {
+    one_target_with(n, false)
+}
+
+/// The same, with a template that has a parameters schema (the samples' `job-command`) and
+/// Operations that pass parameters: each is checked against it at every revisit while it waits.
+pub fn one_target_with(n: usize, schema: bool) -> Vec<Record> {
     let mut h = Harness::new();
-    h.apply(
-        ResourceKind::OperationTemplate,
-        template(
-            "j",
-            "RunCommand",
-            "job",
-            json!({ "job": { "image": "busybox" }, "preconditions": { "exclusive": true } }),
-        ),
-    );
+    let mut extra = json!({ "job": { "image": "busybox" }, "preconditions": { "exclusive": true } });
+    if schema {
+        extra["job"]["allowArgs"] = json!(true);
+        extra["parametersSchema"] = json!({ "type": "object", "additionalProperties": false,
+            "properties": { "args": { "type": "array", "items": { "type": "string" }, "maxItems": 4 } } });
+    }
+    h.apply(ResourceKind::OperationTemplate, template("j", "RunCommand", "job", extra));
     h.apply(ResourceKind::ApplicationInstance, ready_target("shop", "ops.vworkspace.io/run-command", "job"));
     for i in 0..n {
-        h.apply(ResourceKind::Operation, json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation",
-            "metadata": { "name": format!("op-{i:05}"), "namespace": "bench" }, "spec": { "type": "RunCommand", "target": { "name": "shop" } } }));
+        let mut op = json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation",
+            "metadata": { "name": format!("op-{i:05}"), "namespace": "bench" },
+            "spec": { "type": "RunCommand", "target": { "name": "shop" } } });
+        if schema {
+            op["spec"]["parameters"] = json!({ "args": ["df", "-h"] });
+        }
+        h.apply(ResourceKind::Operation, op);
     }
     for i in 0..n {
         let (k, key) = h.children_of(&format!("uid-op-{i:05}"))[0].clone();

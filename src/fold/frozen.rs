@@ -7,16 +7,17 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::template::Template;
 use crate::api::{OperationTemplate, OperationTemplateSpec};
 
 #[derive(Clone, Debug)]
 pub struct Frozen {
     name: String,
-    template: Arc<OperationTemplate>,
+    template: Arc<Template>,
 }
 
 impl Frozen {
-    pub fn new(name: String, template: Arc<OperationTemplate>) -> Self {
+    pub fn new(name: String, template: Arc<Template>) -> Self {
         Self { name, template }
     }
 
@@ -26,6 +27,11 @@ impl Frozen {
 
     pub fn spec(&self) -> &OperationTemplateSpec {
         &self.template.spec
+    }
+
+    /// Its compiled parameters schema (`Template::schema`).
+    pub fn schema(&self) -> Option<Result<&jsonschema::Validator, &str>> {
+        self.template.schema()
     }
 }
 
@@ -46,7 +52,7 @@ impl Serialize for Frozen {
 impl<'de> Deserialize<'de> for Frozen {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let (name, spec) = <(String, OperationTemplateSpec)>::deserialize(d)?;
-        Ok(Self { template: Arc::new(OperationTemplate::new(&name, spec)), name })
+        Ok(Self { template: Arc::new(Template::new(OperationTemplate::new(&name, spec))), name })
     }
 }
 
@@ -63,19 +69,22 @@ mod tests {
     fn serialises_as_the_name_and_spec_pair_it_replaced() {
         let mut t = OperationTemplate::new("backup", spec(60));
         t.metadata.uid = Some("u-1".into());
-        let f = Frozen::new("backup".into(), Arc::new(t));
+        let f = Frozen::new("backup".into(), Arc::new(Template::new(t)));
         let text = serde_json::to_string(&f).unwrap();
         assert_eq!(text, serde_json::to_string(&("backup", spec(60))).unwrap());
         let back: Frozen = serde_json::from_str(&text).unwrap();
         assert_eq!(back, f, "equal by name and spec, whatever the metadata");
         assert_eq!(back.name(), "backup");
         assert_eq!(back.spec().deadline_seconds, Some(60));
-        assert_ne!(Frozen::new("backup".into(), Arc::new(OperationTemplate::new("backup", spec(61)))), f);
+        assert_ne!(
+            Frozen::new("backup".into(), Arc::new(Template::new(OperationTemplate::new("backup", spec(61))))),
+            f
+        );
     }
 
     #[test]
     fn clones_share_one_template() {
-        let f = Frozen::new("backup".into(), Arc::new(OperationTemplate::new("backup", spec(60))));
+        let f = Frozen::new("backup".into(), Arc::new(Template::new(OperationTemplate::new("backup", spec(60)))));
         let g = f.clone();
         assert!(Arc::ptr_eq(&f.template, &g.template));
     }

@@ -16,6 +16,7 @@ pub mod preconditions;
 pub mod queue;
 pub mod reconcile;
 pub mod secret_refs;
+pub mod template;
 pub mod validate;
 pub mod world;
 

@@ -150,14 +150,14 @@ fn check_capability(ty: OperationType, engine: EngineKind, app: &Value, target: 
     }
 }
 
-fn check_schema(template_name: &str, t: &OperationTemplateSpec, params: &Value) -> Result<(), Acceptance> {
-    let Some(schema) = &t.parameters_schema else { return Ok(()) };
-    let validator = match jsonschema::validator_for(schema) {
-        Ok(v) => v,
-        Err(e) => {
+fn check_schema(frozen: &Frozen, params: &Value) -> Result<(), Acceptance> {
+    let validator = match frozen.schema() {
+        None => return Ok(()),
+        Some(Ok(v)) => v,
+        Some(Err(e)) => {
             return Err(waiting(
                 reason::UNKNOWN_TEMPLATE,
-                format!("OperationTemplate {template_name} is invalid: its parametersSchema does not compile: {e}"),
+                format!("OperationTemplate {} is invalid: its parametersSchema does not compile: {e}", frozen.name()),
             ));
         }
     };
@@ -206,7 +206,7 @@ pub fn validate(op: &OpState, world: &World) -> Acceptance {
         Ok(t) => t,
         Err(a) => return a,
     };
-    let (template_name, template) = (frozen.name(), frozen.spec());
+    let template = frozen.spec();
     let engine_name = spec.engine.or(template.engine);
     let engine = match (spec.type_, engine_name) {
         (OperationType::Upgrade, None) => EngineKind::ChartUpgrade,
@@ -230,7 +230,7 @@ pub fn validate(op: &OpState, world: &World) -> Acceptance {
     if let Err(e) = super::secret_refs::check(&params, template.parameters_schema.as_ref()) {
         return rejected(reason::INVALID_PARAMETERS, e);
     }
-    if let Err(a) = check_schema(template_name, template, &raw) {
+    if let Err(a) = check_schema(&frozen, &raw) {
         return a;
     }
     if let (Some(d), Some(max)) = (spec.deadline_seconds, template.max_deadline_seconds)

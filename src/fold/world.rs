@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::child::Child;
 use super::listed::Listed;
+use super::template::Template;
 
 use crate::api::{ApplicationInstance, OperationTemplate};
 use crate::key::ObjKey;
@@ -20,7 +21,7 @@ use crate::record::{ChildKind, Discovery, ResourceKind};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct World {
     /// Cluster-scoped, by name.
-    pub templates: BTreeMap<String, Arc<OperationTemplate>>,
+    pub templates: BTreeMap<String, Arc<Template>>,
     /// Templates that do not parse, with the error, so Operations can say why.
     pub bad_templates: BTreeMap<String, String>,
     #[serde(with = "super::pairs")]
@@ -162,7 +163,7 @@ impl World {
             ResourceKind::OperationTemplate => match serde_json::from_value::<OperationTemplate>(obj) {
                 Ok(t) => {
                     self.bad_templates.remove(&key.name);
-                    self.templates.insert(key.name, Arc::new(t));
+                    self.templates.insert(key.name, Arc::new(Template::new(t)));
                 }
                 Err(e) => {
                     self.templates.remove(&key.name);
