@@ -350,6 +350,29 @@ fn a_second_reading_thread_changes_nothing() {
     let p = pass::run(&altered, &pass::Options { pipeline: Some(true), ..check }).unwrap();
     assert_eq!(p.divergence.map(|d| d.seq), Some(outcomes[2]));
 
+    // A record that does not decode (decoded ahead on the reading thread) is the same error on
+    // both, at the same record.
+    let undecodable = dir.path().join("undecodable");
+    let children: Vec<u64> = export::read(&src)
+        .unwrap()
+        .iter()
+        .filter_map(|i| if let Item::Record(e) = i { Some(e) } else { None })
+        .filter(|e| e.header.resource.kind == "Backup")
+        .map(|e| e.header.seq)
+        .collect();
+    rewrite(&src, &undecodable, |seq, body| {
+        if seq == children[0] {
+            body["resource"] = "NoSuchKind".into();
+        }
+    });
+    let undecodable = source::load(&undecodable).unwrap();
+    for opts in [pass::Options::default(), pass::Options { timeline: true, ..Default::default() }] {
+        let err = pass::run(&undecodable, &pass::Options { pipeline: Some(true), ..opts.clone() }).err();
+        let text = err.as_ref().map(ToString::to_string).unwrap_or_default();
+        assert!(text.contains(&format!("record at seq {} does not decode", children[0])), "{err:?}");
+        same_on_two_threads("undecodable", &undecodable, opts);
+    }
+
     // A record damaged mid-file (its checksum fails as it is read) is the same error on both.
     let mut bytes = std::fs::read(&src).unwrap();
     let at = bytes.len() * 3 / 5;
@@ -380,4 +403,42 @@ fn a_second_reading_thread_changes_nothing() {
     }
     let p = pass::run(&long, &pass::Options { pipeline: Some(true), check: true, ..Default::default() }).unwrap();
     assert_eq!((p.last_seq, p.divergence), (records.len() as u64, None), "a harness journal passes --check");
+}
+
+/// Replay keeps ended Operations' last statuses whole (`World::whole_statuses`) where the
+/// operator keeps digests: every record must give the same commands either way, and the same
+/// Operations and children.
+#[test]
+fn keeping_ended_operations_statuses_whole_decides_the_same() {
+    let mut journals: Vec<(String, Vec<vworkspace_operator::record::Record>)> =
+        vec![("workload".into(), workload::journal(90))];
+    for entry in std::fs::read_dir(fixtures()).unwrap() {
+        let path = entry.unwrap().path().join("journal.vwj");
+        if !path.exists() {
+            continue;
+        }
+        let src = source::load(&path).unwrap();
+        assert_eq!(src.start.1, 0, "{path:?} starts from a snapshot");
+        let records = src.entries().unwrap().iter().map(|e| journal_codec::from_entry(e).unwrap()).collect();
+        journals.push((path.display().to_string(), records));
+    }
+    let mut ended = 0;
+    for (name, records) in journals {
+        let mut compact = State::default();
+        let world = fold::world::World { whole_statuses: true, ..Default::default() };
+        let mut whole = State { world, ..Default::default() };
+        for r in &records {
+            assert_eq!(fold::step(&mut compact, r), fold::step(&mut whole, r), "{name}: seq {}", r.seq);
+        }
+        for (key, op) in compact.ops.iter() {
+            let other = whole.ops.get(key).unwrap_or_else(|| panic!("{name}: {key} is missing"));
+            assert_eq!(op_summary(op), op_summary(other), "{name}: {key}");
+            ended += usize::from(op.is_terminal());
+        }
+        assert_eq!(compact.ops.len(), whole.ops.len(), "{name}");
+        for (k, c) in &compact.world.children {
+            assert_eq!(Some(c), whole.world.children.get(k), "{name}: a child differs");
+        }
+    }
+    assert!(ended > 90, "{ended} Operations ended: too few to show anything");
 }

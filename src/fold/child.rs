@@ -51,13 +51,17 @@ impl Child {
         !matches!(self, Child::Live(_))
     }
 
-    /// Kept as compressed text from now on.
-    pub fn settle(&mut self) {
+    /// Kept as compressed text from now on; the tree it was is handed back.
+    pub fn settle(&mut self) -> Option<Value> {
         if let Child::Live(v) = self
             && let Ok(text) = serde_json::to_vec(v)
         {
-            *self = Child::Packed(lz4_flex::compress_prepend_size(&text).into_boxed_slice());
+            let packed = Child::Packed(lz4_flex::compress_prepend_size(&text).into_boxed_slice());
+            if let Child::Live(tree) = std::mem::replace(self, packed) {
+                return Some(tree);
+            }
         }
+        None
     }
 
     /// Kept as a tree from now on.

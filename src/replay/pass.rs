@@ -130,11 +130,12 @@ const BATCH: usize = 256;
 
 pub fn run(src: &Source, opts: &Options) -> Result<Pass> {
     let mut p = Pass { state: src.start.0.clone(), ..Default::default() };
+    p.state.world.whole_statuses = true;
     p.projector = crate::signals::Projector::seeded(&p.state);
     let total = src.len();
     let every = (total / 100).max(1);
     let mut i = 0u64;
-    let mut fold = |e: &Entry, probes: Probes| {
+    let mut fold = |p: &mut Pass, e: &Entry, probes: &mut Probes| {
         i += 1;
         if let Some(f) = opts.progress.filter(|_| total > 100_000 && (i - 1).is_multiple_of(every)) {
             f(i - 1, total);
@@ -144,24 +145,39 @@ pub fn run(src: &Source, opts: &Options) -> Result<Pass> {
     // Counting CPUs reads the cgroup's quota: only when the journal is long enough to ask.
     let cpus = || std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     if opts.pipeline.unwrap_or_else(|| total >= PIPELINE_MIN && cpus() > 1) {
-        pipelined(src, opts, fold)?;
+        let done = pipelined(src, opts, &mut p, fold);
+        p.state.world.spent = Default::default();
+        done?;
     } else {
         let mut decoder = vworkspace_journal::raw::Decoder::default();
         let mut n = src.start.1;
         src.each(|raw| {
             n += 1;
             let e = decoder.decode(n, raw)?;
-            fold(e, Probes::of(e, opts))
+            fold(&mut p, e, &mut Probes::of(e, opts, false))
         })?;
     }
     Ok(p)
 }
 
-/// Reads, decompresses and probes records on a second thread while this one folds them, in
-/// order: the fold sees exactly what a single thread would hand it. Reading stops when the
-/// fold does (`--until`, a divergence, an error).
-fn pipelined(src: &Source, opts: &Options, mut fold: impl FnMut(&Entry, Probes) -> Result<bool>) -> Result<()> {
+/// What the folding thread hands back to the reading one: the records it has folded and the
+/// objects their newer versions replaced. Freed by the thread that built them: mimalloc frees
+/// another thread's memory through an atomic list, which cost the folding thread more than
+/// parsing there did.
+type Spent = (Vec<Result<(Entry, Probes)>>, crate::fold::world::Spent);
+
+/// Reads, decompresses, probes and decodes records on a second thread while this one folds
+/// them, in order: the fold sees exactly what a single thread would hand it. Reading stops when
+/// the fold does (`--until`, a divergence, an error).
+fn pipelined(
+    src: &Source,
+    opts: &Options,
+    p: &mut Pass,
+    mut fold: impl FnMut(&mut Pass, &Entry, &mut Probes) -> Result<bool>,
+) -> Result<()> {
+    p.state.world.spent.on = true;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Result<(Entry, Probes)>>>(16);
+    let (back, freed) = std::sync::mpsc::channel::<Spent>();
     std::thread::scope(|s| {
         s.spawn(move || {
             let mut decoder = vworkspace_journal::raw::Decoder::default();
@@ -169,7 +185,7 @@ fn pipelined(src: &Source, opts: &Options, mut fold: impl FnMut(&Entry, Probes) 
             let mut batch = Vec::with_capacity(BATCH);
             let read = src.each(|raw| {
                 n += 1;
-                let item = decoder.decode(n, raw).map(|e| (e.clone(), Probes::of(e, opts)));
+                let item = decoder.decode(n, raw).map(|e| (e.clone(), Probes::of(e, opts, true)));
                 let failed = item.is_err();
                 batch.push(item.map_err(Into::into));
                 // Nothing after a record that does not decode is folded: stop reading there.
@@ -179,6 +195,9 @@ fn pipelined(src: &Source, opts: &Options, mut fold: impl FnMut(&Entry, Probes) 
                 if batch.len() < BATCH {
                     return Ok(true);
                 }
+                while let Ok(spent) = freed.try_recv() {
+                    drop(spent);
+                }
                 // A send fails only once the fold has stopped.
                 Ok(tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).is_ok())
             });
@@ -187,40 +206,45 @@ fn pipelined(src: &Source, opts: &Options, mut fold: impl FnMut(&Entry, Probes) 
             }
             let _ = tx.send(batch);
         });
-        for batch in rx {
-            for item in batch {
-                let (e, probes) = item?;
-                if !fold(&e, probes)? {
+        for mut batch in rx {
+            for i in 0..batch.len() {
+                let (e, probes) = match &mut batch[i] {
+                    Ok(item) => item,
+                    Err(_) => return batch.swap_remove(i).map(|_| ()),
+                };
+                if !fold(p, e, probes)? {
                     return Ok(());
                 }
             }
+            let _ = back.send((batch, p.state.world.spent.take()));
         }
         Ok(())
     })
 }
 
 /// What a record says without the folded state: an Operation event's metadata, an outcome's
-/// command ID. Whether that suffices depends on the state, so the fold parses the record whole
-/// when it does not: on the folding thread, since the object moves into the folded world
-/// (parsed on the reading thread, the trees cost the fold more in cross-thread frees and cache
-/// misses than the parse saved: 700 ms against 645 ms for 205k records).
+/// command ID. Whether that suffices depends on the state, so the fold decodes the record whole
+/// when it does not. A record with no probe is always decoded whole: on the reading thread when
+/// there is one (`record`).
 struct Probes {
     op: Option<(OpKey, fold::observe::OpMeta)>,
     answer: Option<journal_codec::Answer>,
+    record: Option<journal_codec::Result<Record>>,
 }
 
 impl Probes {
-    fn of(e: &Entry, opts: &Options) -> Self {
+    fn of(e: &Entry, opts: &Options, decode: bool) -> Self {
         // --check compares whole outcomes, and signals and diffs read whole records.
         let op = if opts.diffs { None } else { journal_codec::op_meta(e) };
         let answer = if opts.diffs || opts.check || opts.signals { None } else { journal_codec::answer(e) };
-        Probes { op, answer }
+        let record = (decode && op.is_none() && answer.is_none()).then(|| journal_codec::from_entry(e));
+        Probes { op, answer, record }
     }
 }
 
 impl Pass {
     /// Folds one record; false to stop (`--until`/`--at`, or a divergence).
-    fn consume(&mut self, e: &Entry, probes: Probes, opts: &Options) -> Result<bool> {
+    fn consume(&mut self, e: &Entry, probes: &mut Probes, opts: &Options) -> Result<bool> {
         if opts.until.is_some_and(|u| e.header.seq > u)
             || opts.at.is_some_and(|at| e.header.recorded_at_micros > at.timestamp_micros())
         {
@@ -233,7 +257,10 @@ impl Pass {
             self.count_probed(e.header.seq);
             return Ok(true);
         }
-        let rec = journal_codec::from_entry(e)?;
+        let rec = match probes.record.take() {
+            Some(rec) => rec?,
+            None => journal_codec::from_entry(e)?,
+        };
         if self.first_seq == 0 {
             self.first_seq = rec.seq;
         }
