@@ -71,6 +71,17 @@ fn rewrite(src: &Path, dir: &Path, alter: impl Fn(u64, &mut Value)) {
     write_journal(dir, batch);
 }
 
+/// The seqs of an export's records whose header `keep` picks.
+fn seqs(src: &Path, keep: impl Fn(&vworkspace_journal::Header) -> bool) -> Vec<u64> {
+    let records = export::read(src).unwrap();
+    records
+        .iter()
+        .filter_map(|i| if let Item::Record(e) = i { Some(e) } else { None })
+        .filter(|e| keep(&e.header))
+        .map(|e| e.header.seq)
+        .collect()
+}
+
 #[test]
 fn check_points_at_the_exact_record_where_an_outcome_was_altered() {
     let src = fixture("velero-backup-succeeds");
@@ -332,13 +343,7 @@ fn a_second_reading_thread_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let altered = dir.path().join("altered");
     let src = fixture("velero-backup-succeeds");
-    let outcomes: Vec<u64> = export::read(&src)
-        .unwrap()
-        .iter()
-        .filter_map(|i| if let Item::Record(e) = i { Some(e) } else { None })
-        .filter(|e| e.header.kind == vworkspace_journal::EntryKind::Outcome)
-        .map(|e| e.header.seq)
-        .collect();
+    let outcomes = seqs(&src, |h| h.kind == vworkspace_journal::EntryKind::Outcome);
     rewrite(&src, &altered, |seq, body| {
         if seq == outcomes[2] {
             body["digest"] = "0000000000000000".into();
@@ -353,13 +358,7 @@ fn a_second_reading_thread_changes_nothing() {
     // A record that does not decode (decoded ahead on the reading thread) is the same error on
     // both, at the same record.
     let undecodable = dir.path().join("undecodable");
-    let children: Vec<u64> = export::read(&src)
-        .unwrap()
-        .iter()
-        .filter_map(|i| if let Item::Record(e) = i { Some(e) } else { None })
-        .filter(|e| e.header.resource.kind == "Backup")
-        .map(|e| e.header.seq)
-        .collect();
+    let children = seqs(&src, |h| h.resource.kind == "Backup");
     rewrite(&src, &undecodable, |seq, body| {
         if seq == children[0] {
             body["resource"] = "NoSuchKind".into();
