@@ -25,10 +25,20 @@ impl Cluster {
             tokio::task::spawn_blocking(|| controlplane::build(&support::repo()).expect("build the control plane"))
                 .await
                 .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let dir = tempfile::Builder::new().prefix("vw-chaos-cp-").tempdir().unwrap();
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let cp = launch(&binary, dir.path(), port, &extra).await;
+        // A free port is released before kube-apiserver binds it, and another process's
+        // connection can take it meanwhile (seen once in CI): try another port then.
+        let mut attempt = 0;
+        let (cp, port) = loop {
+            attempt += 1;
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            match try_launch(&binary, dir.path(), port, &extra).await {
+                Ok(cp) => break (cp, port),
+                Err(e) if attempt < 3 && e.to_string().contains("address already in use") => continue,
+                Err(e) => panic!("start the chaos control plane: {e:?}"),
+            }
+        };
         let client = cp.client("admin").await.unwrap();
         install::install_all(&client, &support::repo()).await.expect("install the CRDs");
         Cluster { client, port, cp: Some(cp), binary, extra, dir }
@@ -94,12 +104,21 @@ impl Cluster {
 }
 
 async fn launch(binary: &Path, dir: &Path, port: u16, extra: &[String]) -> ControlPlane {
+    try_launch(binary, dir, port, extra).await.expect("start the chaos control plane")
+}
+
+async fn try_launch(
+    binary: &Path,
+    dir: &Path,
+    port: u16,
+    extra: &[String],
+) -> Result<ControlPlane, controlplane::Error> {
     let (binary, dir) = (binary.to_path_buf(), dir.to_path_buf());
     let mut args = vec!["--port".to_string(), port.to_string()];
     args.extend(extra.iter().cloned());
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        ControlPlane::start(&binary, &dir, &args).expect("start the chaos control plane")
+        ControlPlane::start(&binary, &dir, &args)
     })
     .await
     .unwrap()
