@@ -69,12 +69,6 @@ impl Spent {
         }
     }
 
-    fn tree(&mut self, v: Option<Value>) {
-        if let (true, Some(v)) = (self.on, v) {
-            self.children.push(Child::Live(v));
-        }
-    }
-
     fn app(&mut self, a: Option<App>) {
         if let (true, Some(a)) = (self.on, a) {
             self.apps.push(a);
@@ -183,7 +177,7 @@ impl World {
         if let Some(c) = self.children.get_mut(&(kind, ObjKey::new(namespace, name))) {
             if settled {
                 let tree = c.settle();
-                self.spent.tree(tree);
+                self.spent.child(tree.map(Child::Live));
             } else {
                 c.wake()
             }
@@ -238,7 +232,7 @@ impl World {
                 let mut child = Child::Live(obj);
                 if self.children.get(&key).is_some_and(Child::is_settled) {
                     let tree = child.settle();
-                    self.spent.tree(tree);
+                    self.spent.child(tree.map(Child::Live));
                 }
                 let old = self.children.insert(key, child);
                 self.spent.child(old);
