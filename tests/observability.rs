@@ -105,6 +105,22 @@ fn replay_otlp_to_an_unreachable_endpoint_fails_clearly() {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+#[test]
+fn jaeger_on_a_port_another_process_took_fails_at_once_and_says_so() {
+    use vworkspace_operator::cluster::jaeger::{self, Error, Jaeger};
+    let binary = jaeger::build(&support::repo()).unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let ports = [taken.local_addr().unwrap(), free(), free(), free(), free()];
+    let dir = tempfile::tempdir().unwrap();
+    // `Jaeger::start` tries other ports on this error; its wait would otherwise last a minute.
+    match Jaeger::start_on(&binary, &support::repo(), &dir.path().join("jaeger.log"), ports) {
+        Err(Error::NotReady(_, log)) => assert!(log.contains("address already in use"), "{log}"),
+        Err(e) => panic!("another error: {e}"),
+        Ok(j) => panic!("Jaeger started on a taken port: {}", j.ui_url()),
+    }
+}
+
 async fn metrics_text(addr: std::net::SocketAddr) -> String {
     tokio::task::spawn_blocking(move || http(addr, "GET", "/metrics", None).map(|(_, t)| t).unwrap_or_default())
         .await

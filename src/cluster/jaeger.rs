@@ -26,6 +26,9 @@ pub struct Jaeger {
     stdin: Option<ChildStdin>,
 }
 
+/// What Jaeger logs when a port it was given was taken meanwhile (Go's wording).
+const ADDR_IN_USE: &str = "address already in use";
+
 fn free_port() -> std::io::Result<SocketAddr> {
     TcpListener::bind("127.0.0.1:0")?.local_addr()
 }
@@ -65,10 +68,25 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<(&str, &[u8
 }
 
 impl Jaeger {
-    /// Starts Jaeger with the repo's loopback config on free ports and waits until healthy.
+    /// Starts Jaeger with the repo's loopback config on free ports and waits until healthy. A
+    /// free port is released before Jaeger binds it, and another connection can take it
+    /// meanwhile: then it starts again on other ports.
     pub fn start(binary: &Path, repo_root: &Path, log: &Path) -> Result<Self, Error> {
-        let (otlp_grpc, otlp_http, query, query_grpc, health) =
-            (free_port()?, free_port()?, free_port()?, free_port()?, free_port()?);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let ports = [free_port()?, free_port()?, free_port()?, free_port()?, free_port()?];
+            match Self::start_on(binary, repo_root, log, ports) {
+                Err(Error::NotReady(_, text)) if attempt < 3 && text.contains(ADDR_IN_USE) => continue,
+                done => return done,
+            }
+        }
+    }
+
+    /// Starts it on these ports: OTLP gRPC, OTLP HTTP, query HTTP, query gRPC, health. Fails
+    /// at once when one is taken.
+    pub fn start_on(binary: &Path, repo_root: &Path, log: &Path, ports: [SocketAddr; 5]) -> Result<Self, Error> {
+        let [otlp_grpc, otlp_http, query, query_grpc, health] = ports;
         let log_file = std::fs::File::create(log)?;
         // bash waits for stdin to close, then stops Jaeger: it never outlives the parent.
         let mut child = Command::new("bash")
@@ -92,8 +110,12 @@ impl Jaeger {
             if let Ok((200, _)) = http(query, "GET", "/api/services", None) {
                 return Ok(Self { otlp_grpc, otlp_http, query, log: log.to_path_buf(), child, stdin });
             }
-            if started.elapsed() > timeout || matches!(child.try_wait(), Ok(Some(_))) {
+            // Jaeger exits when it cannot bind; bash then waits on stdin, so look at the log too.
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if started.elapsed() > timeout || matches!(child.try_wait(), Ok(Some(_))) || text.contains(ADDR_IN_USE) {
+                drop(stdin);
                 let _ = child.kill();
+                let _ = child.wait();
                 return Err(Error::NotReady(timeout, std::fs::read_to_string(log).unwrap_or_default()));
             }
             std::thread::sleep(Duration::from_millis(200));

@@ -11,6 +11,8 @@ pub struct Operator {
     pub log: PathBuf,
     pub http: SocketAddr,
     kubeconfig: PathBuf,
+    /// The log's length when this process started (its own lines follow).
+    log_from: usize,
     args: Vec<String>,
     env: Vec<(String, String)>,
     child: Option<Child>,
@@ -24,6 +26,7 @@ impl Operator {
             log: log.to_path_buf(),
             http: free_addr(),
             kubeconfig: kubeconfig.to_path_buf(),
+            log_from: 0,
             args: args.iter().map(|s| s.to_string()).collect(),
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             child: None,
@@ -39,8 +42,14 @@ impl Operator {
     }
 
     pub fn start(&mut self) {
-        self.http = free_addr();
+        self.start_on(free_addr());
+    }
+
+    /// Starts it serving HTTP on `http` (a test can hand it a taken port).
+    pub fn start_on(&mut self, http: SocketAddr) {
+        self.http = http;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        self.log_from = log.metadata().map(|m| m.len() as usize).unwrap_or(0);
         let child = Command::new(env!("CARGO_BIN_EXE_vworkspace-operator"))
             .args(["run", "--audit-log"])
             .arg(self.log.with_extension("audit.jsonl"))
@@ -82,11 +91,18 @@ impl Operator {
         self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
     }
 
-    /// Waits for `/readyz` to answer 200.
+    /// Waits for `/readyz` to answer 200. The HTTP port is released before the operator binds
+    /// it, and another connection can take it meanwhile: then it starts again on another.
     pub async fn ready(&mut self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
+        let mut attempts = 1;
         while Instant::now() < deadline {
             if self.exited().is_some() {
+                if attempts < 3 && self.lost_its_port() {
+                    attempts += 1;
+                    self.start();
+                    continue;
+                }
                 return false;
             }
             if get(self.http, "/readyz").await.is_some_and(|(code, _)| code == 200) {
@@ -99,6 +115,13 @@ impl Operator {
 
     pub async fn metrics(&self) -> String {
         get(self.http, "/metrics").await.map(|(_, b)| b).unwrap_or_default()
+    }
+
+    /// Whether this process's own log lines say its HTTP port was taken.
+    fn lost_its_port(&self) -> bool {
+        let text = std::fs::read(&self.log).unwrap_or_default();
+        let own = String::from_utf8_lossy(text.get(self.log_from..).unwrap_or_default());
+        own.to_ascii_lowercase().contains("address already in use")
     }
 
     pub fn log_tail(&self, n: usize) -> String {

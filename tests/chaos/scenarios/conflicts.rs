@@ -50,7 +50,15 @@ async fn foreign_writers_and_hand_edits() {
     let _turn = super::turn().await;
     let (rig, mut op) = Rig::single("foreign", &[]).await;
     let (client, ns, journal) = (rig.cluster.client.clone(), rig.ns.clone(), op.journal.clone());
+    // Its HTTP port taken between being picked and being bound (as a CI run once saw of the
+    // control plane's): the harness starts it again on another.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    op.kill();
+    op.start_on(taken.local_addr().unwrap());
     assert!(op.ready(Duration::from_secs(60)).await, "{}", op.log_tail(30));
+    assert_ne!(op.http, taken.local_addr().unwrap(), "ready on a port another process holds");
+    let log = std::fs::read_to_string(&op.log).unwrap_or_default();
+    assert!(log.to_ascii_lowercase().contains("address already in use"), "{}", op.log_tail(30));
     let ops: Api<Operation> = Api::namespaced(client.clone(), &ns);
     let rounds = iterations(1, 5);
     let mut planned = Vec::new();
