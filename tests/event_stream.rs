@@ -15,7 +15,7 @@ use kube::api::Api;
 use serde_json::{Value, json};
 use support::receiver::Receiver;
 use vworkspace_operator::api::Operation;
-use vworkspace_operator::{events, run, sim};
+use vworkspace_operator::{events, sim};
 
 async fn submit(client: &kube::Client, ns: &str, name: &str) {
     let op = json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation",
@@ -94,7 +94,8 @@ async fn every_terminal_transition_reaches_the_control_plane_through_outages_and
     let sims =
         tokio::spawn(sim::run(client.clone(), sim::Options { tick: Duration::from_millis(150), instant: false }));
     let apps = tokio::spawn(sim::app::run(client.clone(), Duration::from_millis(150)));
-    let mut operator = tokio::spawn(run::run(client.clone(), opts.clone()));
+    let mut operator = support::run_operator(&client, &mut opts).await;
+    let http = opts.http.unwrap();
     let api: Api<Operation> = Api::namespaced(client.clone(), &ns);
     let names = |round: &str| -> Vec<String> { (0..3).map(|i| format!("{round}-{i}")).collect() };
 
@@ -125,7 +126,8 @@ async fn every_terminal_transition_reaches_the_control_plane_through_outages_and
     let _ = operator.await;
     let rx = Receiver::start(addr, got, posts);
     support::wait_port_free(http).await;
-    operator = tokio::spawn(run::run(client.clone(), opts.clone()));
+    operator = support::run_operator(&client, &mut opts).await;
+    let http = opts.http.unwrap();
     delivered(&rx, &names("restart")).await;
 
     // Exactly one terminal transition per Operation after deduplication by ID.

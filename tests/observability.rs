@@ -115,7 +115,7 @@ fn jaeger_on_a_port_another_process_took_fails_at_once_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     // `Jaeger::start` tries other ports on this error; its wait would otherwise last a minute.
     match Jaeger::start_on(&binary, &support::repo(), &dir.path().join("jaeger.log"), ports) {
-        Err(Error::NotReady(_, log)) => assert!(log.contains("address already in use"), "{log}"),
+        Err(Error::NotReady(_, log)) => assert!(vworkspace_operator::cluster::port_taken(&log), "{log}"),
         Err(e) => panic!("another error: {e}"),
         Ok(j) => panic!("Jaeger started on a taken port: {}", j.ui_url()),
     }
@@ -132,7 +132,7 @@ async fn live_operations_of_three_engines_tell_one_story_in_jaeger_metrics_and_a
     use kube::api::Api;
     use serde_json::json;
     use vworkspace_operator::api::Operation;
-    use vworkspace_operator::{run, sim};
+    use vworkspace_operator::sim;
 
     // The logging the binary sets up (text; the filter is reloadable), for `/loglevel`.
     let _logs = vworkspace_operator::telemetry::init(false, false);
@@ -156,7 +156,8 @@ async fn live_operations_of_three_engines_tell_one_story_in_jaeger_metrics_and_a
     let sims =
         tokio::spawn(sim::run(client.clone(), sim::Options { tick: Duration::from_millis(300), instant: false }));
     let apps = tokio::spawn(sim::app::run(client.clone(), Duration::from_millis(150)));
-    let operator = tokio::spawn(run::run(client.clone(), opts.clone()));
+    let operator = support::run_operator(&client, &mut opts).await;
+    let port = opts.http.unwrap();
 
     // Liveness at once; readiness once the first relist is done.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -212,7 +213,8 @@ async fn live_operations_of_three_engines_tell_one_story_in_jaeger_metrics_and_a
     let _ = operator.await;
     // The replacement serves the metrics below on the same address.
     support::wait_port_free(port).await;
-    let operator = tokio::spawn(run::run(client.clone(), opts.clone()));
+    let operator = support::run_operator(&client, &mut opts).await;
+    let port = opts.http.unwrap();
     for (name, _, _) in ops {
         let done = Instant::now() + Duration::from_secs(120);
         while support::phase(&api, name).await != "Succeeded" {

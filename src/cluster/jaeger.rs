@@ -13,7 +13,7 @@ pub enum Error {
     Build(Option<i32>),
     #[error("starting Jaeger: {0}")]
     Io(#[from] std::io::Error),
-    #[error("Jaeger was not healthy within {0:?}; its log: {1}")]
+    #[error("Jaeger was not healthy after {0:.1?}; its log: {1}")]
     NotReady(Duration, String),
 }
 
@@ -25,9 +25,6 @@ pub struct Jaeger {
     child: Child,
     stdin: Option<ChildStdin>,
 }
-
-/// What Jaeger logs when a port it was given was taken meanwhile (Go's wording).
-const ADDR_IN_USE: &str = "address already in use";
 
 fn free_port() -> std::io::Result<SocketAddr> {
     TcpListener::bind("127.0.0.1:0")?.local_addr()
@@ -77,7 +74,7 @@ impl Jaeger {
             attempt += 1;
             let ports = [free_port()?, free_port()?, free_port()?, free_port()?, free_port()?];
             match Self::start_on(binary, repo_root, log, ports) {
-                Err(Error::NotReady(_, text)) if attempt < 3 && text.contains(ADDR_IN_USE) => continue,
+                Err(Error::NotReady(_, text)) if attempt < 3 && super::port_taken(&text) => continue,
                 done => return done,
             }
         }
@@ -112,11 +109,11 @@ impl Jaeger {
             }
             // Jaeger exits when it cannot bind; bash then waits on stdin, so look at the log too.
             let text = std::fs::read_to_string(log).unwrap_or_default();
-            if started.elapsed() > timeout || matches!(child.try_wait(), Ok(Some(_))) || text.contains(ADDR_IN_USE) {
+            if started.elapsed() > timeout || matches!(child.try_wait(), Ok(Some(_))) || super::port_taken(&text) {
                 drop(stdin);
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(Error::NotReady(timeout, std::fs::read_to_string(log).unwrap_or_default()));
+                return Err(Error::NotReady(started.elapsed(), text));
             }
             std::thread::sleep(Duration::from_millis(200));
         }

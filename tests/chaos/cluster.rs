@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use vworkspace_operator::cluster::controlplane::{self, ControlPlane};
-use vworkspace_operator::cluster::install;
+use vworkspace_operator::cluster::{self, install};
 
 use crate::support;
 
@@ -35,7 +35,7 @@ impl Cluster {
             let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
             match try_launch(&binary, dir.path(), port, &extra).await {
                 Ok(cp) => break (cp, port),
-                Err(e) if attempt < 3 && e.to_string().contains("address already in use") => continue,
+                Err(e) if attempt < 3 && cluster::port_taken(&e.to_string()) => continue,
                 Err(e) => panic!("start the chaos control plane: {e:?}"),
             }
         };

@@ -121,7 +121,7 @@ impl Operator {
     fn lost_its_port(&self) -> bool {
         let text = std::fs::read(&self.log).unwrap_or_default();
         let own = String::from_utf8_lossy(text.get(self.log_from..).unwrap_or_default());
-        own.to_ascii_lowercase().contains("address already in use")
+        vworkspace_operator::cluster::port_taken(&own)
     }
 
     pub fn log_tail(&self, n: usize) -> String {

@@ -311,3 +311,35 @@ pub fn dir_size(p: &Path) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// Starts the in-process operator serving on `opts.http`. A free port is released before the
+/// operator binds it, and another connection can take it meanwhile: then it starts again on
+/// another, written back to `opts.http`. Returns once `/healthz` answers.
+pub async fn run_operator(
+    client: &kube::Client,
+    opts: &mut vworkspace_operator::run::Options,
+) -> tokio::task::JoinHandle<vworkspace_operator::run::Result<()>> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let addr = opts.http.expect("an HTTP address to serve on");
+        let task = tokio::spawn(vworkspace_operator::run::run(client.clone(), opts.clone()));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !task.is_finished() {
+            let probe = tokio::task::spawn_blocking(move || {
+                vworkspace_operator::cluster::jaeger::http(addr, "GET", "/healthz", None)
+            });
+            if probe.await.unwrap().is_ok_and(|(code, _)| code == 200) {
+                return task;
+            }
+            assert!(std::time::Instant::now() < deadline, "the operator never served /healthz on {addr}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        match task.await {
+            Ok(Err(e)) if attempt < 3 && vworkspace_operator::cluster::port_taken(&e.to_string()) => {
+                opts.http = Some(std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap());
+            }
+            other => panic!("the operator stopped as it started: {other:?}"),
+        }
+    }
+}
