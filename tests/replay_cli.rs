@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 use vworkspace_journal::export::{self, Item};
 use vworkspace_journal::{Journal, NewEntry, SledJournal};
+use vworkspace_operator::fold::child::Child;
 use vworkspace_operator::fold::{self, State};
 use vworkspace_operator::journal_codec;
 use vworkspace_operator::replay::pass::{self, op_summary};
@@ -404,9 +405,9 @@ fn a_second_reading_thread_changes_nothing() {
     assert_eq!((p.last_seq, p.divergence), (records.len() as u64, None), "a harness journal passes --check");
 }
 
-/// Replay keeps ended Operations' last statuses whole (`World::whole_statuses`) where the
-/// operator keeps digests: every record must give the same commands either way, and the same
-/// Operations and children.
+/// Replay keeps ended Operations' last statuses whole and their children as plain text
+/// (`World::replay`) where the operator keeps digests and compressed text: every record must
+/// give the same commands either way, and the same Operations and children.
 #[test]
 fn keeping_ended_operations_statuses_whole_decides_the_same() {
     let mut journals: Vec<(String, Vec<vworkspace_operator::record::Record>)> =
@@ -421,10 +422,10 @@ fn keeping_ended_operations_statuses_whole_decides_the_same() {
         let records = src.entries().unwrap().iter().map(|e| journal_codec::from_entry(e).unwrap()).collect();
         journals.push((path.display().to_string(), records));
     }
-    let mut ended = 0;
+    let (mut ended, mut settled) = (0, 0);
     for (name, records) in journals {
         let mut compact = State::default();
-        let world = fold::world::World { whole_statuses: true, ..Default::default() };
+        let world = fold::world::World { replay: true, ..Default::default() };
         let mut whole = State { world, ..Default::default() };
         for r in &records {
             assert_eq!(fold::step(&mut compact, r), fold::step(&mut whole, r), "{name}: seq {}", r.seq);
@@ -436,8 +437,15 @@ fn keeping_ended_operations_statuses_whole_decides_the_same() {
         }
         assert_eq!(compact.ops.len(), whole.ops.len(), "{name}");
         for (k, c) in &compact.world.children {
-            assert_eq!(Some(c), whole.world.children.get(k), "{name}: a child differs");
+            let other = whole.world.children.get(k);
+            assert_eq!(Some(c), other, "{name}: a child differs");
+            // Compressed by the operator, plain text in a replay: the same object either way.
+            if let Some(other) = other.filter(|o| o.is_settled()) {
+                assert!(matches!(c, Child::Packed(_)) && matches!(other, Child::Settled(_)), "{name}: {k:?}");
+                settled += 1;
+            }
         }
     }
     assert!(ended > 90, "{ended} Operations ended: too few to show anything");
+    assert!(settled > 90, "{settled} children settled: too few to show anything");
 }

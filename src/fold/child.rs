@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 #[derive(Clone, Debug)]
 pub enum Child {
     Live(Value),
-    /// As read back from a snapshot.
+    /// As read back from a snapshot, or settled by a replay (`settle`).
     Settled(Box<RawValue>),
     /// Compact text, lz4-compressed with its length first.
     Packed(Box<[u8]>),
@@ -51,17 +51,19 @@ impl Child {
         !matches!(self, Child::Live(_))
     }
 
-    /// Kept as compressed text from now on; the tree it was is handed back.
-    pub fn settle(&mut self) -> Option<Value> {
-        if let Child::Live(v) = self
-            && let Ok(text) = serde_json::to_vec(v)
-        {
-            let packed = Child::Packed(lz4_flex::compress_prepend_size(&text).into_boxed_slice());
-            if let Child::Live(tree) = std::mem::replace(self, packed) {
-                return Some(tree);
-            }
+    /// Kept as text from now on, lz4-compressed when `pack` (a replay keeps it plain: compressing
+    /// was 4% of its instructions); the tree it was is handed back.
+    pub fn settle(&mut self, pack: bool) -> Option<Value> {
+        let Child::Live(v) = self else { return None };
+        let text = if pack {
+            Child::Packed(lz4_flex::compress_prepend_size(&serde_json::to_vec(v).ok()?).into_boxed_slice())
+        } else {
+            Child::Settled(RawValue::from_string(serde_json::to_string(v).ok()?).ok()?)
+        };
+        match std::mem::replace(self, text) {
+            Child::Live(tree) => Some(tree),
+            _ => None,
         }
-        None
     }
 
     /// Kept as a tree from now on.
@@ -114,7 +116,7 @@ mod tests {
         let obj = json!({ "metadata": { "name": "j", "labels": { "a": "b" } }, "status": { "succeeded": 1 } });
         let live = Child::Live(obj.clone());
         let mut settled = live.clone();
-        settled.settle();
+        settled.settle(true);
         assert!(settled.is_settled());
         assert_eq!(settled, live);
         assert_eq!(*settled.value(), obj);
@@ -130,7 +132,7 @@ mod tests {
         let obj = json!({ "metadata": { "name": "j" }, "spec": { "template": { "spec": { "containers": [{ "name": "run", "image": "busybox" }] } } } });
         let live = Child::Live(obj.clone());
         let mut packed = live.clone();
-        packed.settle();
+        packed.settle(true);
         assert!(matches!(packed, Child::Packed(_)));
         let from_snapshot: Child = serde_json::from_str(&serde_json::to_string(&live).unwrap()).unwrap();
         assert!(matches!(from_snapshot, Child::Settled(_)));
@@ -139,7 +141,7 @@ mod tests {
         assert_eq!(serde_json::to_string(&packed).unwrap(), serde_json::to_string(&from_snapshot).unwrap());
         assert_eq!(*packed.value(), obj);
         let mut other = Child::Live(json!({ "metadata": { "name": "k" } }));
-        other.settle();
+        other.settle(true);
         assert_ne!(packed, other);
         packed.wake();
         assert_eq!(packed, Child::Live(obj));

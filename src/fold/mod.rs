@@ -293,7 +293,7 @@ fn synced(world: &World) -> bool {
 /// Its last status likewise becomes a digest (`last_status`).
 fn keep_children(world: &mut World, op: &mut OpState) {
     if op.is_terminal()
-        && !world.whole_statuses
+        && !world.replay
         && let Some(last) = op.last_status.as_mut()
     {
         last.settle();

@@ -813,7 +813,7 @@ pub fn build_status(op: &OpState, now: DateTime<Utc>) -> OperationStatus {
 fn emit_status(op: &mut OpState, env: &Env<'_>, out: &mut Vec<Command>) {
     let mut status = build_status(op, env.now);
     if !op.last_status.as_ref().is_some_and(|last| last.same(&mut status)) {
-        let (last, status) = LastStatus::sent(status, op.is_terminal() && !env.world.whole_statuses);
+        let (last, status) = LastStatus::sent(status, op.is_terminal() && !env.world.replay);
         op.last_status = Some(last);
         op.emit(Action::PatchStatus { status }, Some(Pending::Status), out);
     }

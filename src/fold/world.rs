@@ -38,11 +38,12 @@ pub struct World {
     /// Relists in progress: the objects seen since Init.
     #[serde(with = "super::pairs::nested")]
     pub relists: BTreeMap<ResourceKind, BTreeMap<ObjKey, Listed>>,
-    /// Ended Operations keep their last status whole instead of as a digest (`LastStatus`):
-    /// a replay trades memory for time (digests were an eighth of its folding thread; whole
-    /// statuses hold 130 MB more at 1M records). Either form decides the same.
+    /// Set by a replay, which trades memory for time. Ended Operations keep their last status
+    /// whole instead of as a digest (`LastStatus`: digests were an eighth of its folding thread;
+    /// whole statuses hold 130 MB more at 1M records), and their children as plain text instead
+    /// of lz4-compressed (`Child::settle`). Either form decides the same.
     #[serde(skip)]
-    pub whole_statuses: bool,
+    pub replay: bool,
     /// Objects replaced by newer versions, when the caller asked to free them itself.
     #[serde(skip)]
     pub spent: Spent,
@@ -94,7 +95,7 @@ impl Default for World {
             watched: BTreeSet::new(),
             synced: BTreeSet::new(),
             relists: BTreeMap::new(),
-            whole_statuses: false,
+            replay: false,
             spent: Spent::default(),
         }
     }
@@ -176,7 +177,7 @@ impl World {
     pub fn keep_child(&mut self, kind: ChildKind, namespace: &str, name: &str, settled: bool) {
         if let Some(c) = self.children.get_mut(&(kind, ObjKey::new(namespace, name))) {
             if settled {
-                let tree = c.settle();
+                let tree = c.settle(!self.replay);
                 self.spent.child(tree.map(Child::Live));
             } else {
                 c.wake()
@@ -231,7 +232,7 @@ impl World {
                 let key = (c, key);
                 let mut child = Child::Live(obj);
                 if self.children.get(&key).is_some_and(Child::is_settled) {
-                    let tree = child.settle();
+                    let tree = child.settle(!self.replay);
                     self.spent.child(tree.map(Child::Live));
                 }
                 let old = self.children.insert(key, child);

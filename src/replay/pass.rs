@@ -130,7 +130,7 @@ const BATCH: usize = 256;
 
 pub fn run(src: &Source, opts: &Options) -> Result<Pass> {
     let mut p = Pass { state: src.start.0.clone(), ..Default::default() };
-    p.state.world.whole_statuses = true;
+    p.state.world.replay = true;
     p.projector = crate::signals::Projector::seeded(&p.state);
     let total = src.len();
     let every = (total / 100).max(1);
