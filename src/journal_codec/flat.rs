@@ -138,19 +138,28 @@ fn spec(s: &mut &str) -> Option<Option<bool>> {
 
 /// Whether an array of strings holds the operator's finalizer.
 fn ours(s: &mut &str) -> Option<bool> {
-    *s = s.strip_prefix('[')?;
     let mut found = false;
+    items(s, |s| {
+        found |= string(s)? == crate::api::FINALIZER;
+        Some(())
+    })?;
+    Some(found)
+}
+
+/// The items of a JSON array with no whitespace, each read by `item`.
+fn items<'a>(s: &mut &'a str, mut item: impl FnMut(&mut &'a str) -> Option<()>) -> Option<()> {
+    *s = s.strip_prefix('[')?;
     if let Some(rest) = s.strip_prefix(']') {
         *s = rest;
-        return Some(false);
+        return Some(());
     }
     loop {
-        found |= string(s)? == crate::api::FINALIZER;
+        item(s)?;
         if let Some(rest) = s.strip_prefix(',') {
             *s = rest;
         } else {
             *s = s.strip_prefix(']')?;
-            return Some(found);
+            return Some(());
         }
     }
 }
@@ -289,22 +298,7 @@ fn skip(s: &mut &str, depth: u8) -> Option<()> {
             }
             Some(())
         }
-        b'[' => {
-            *s = s.strip_prefix('[')?;
-            if let Some(rest) = s.strip_prefix(']') {
-                *s = rest;
-                return Some(());
-            }
-            loop {
-                skip(s, depth.checked_sub(1)?)?;
-                if let Some(rest) = s.strip_prefix(',') {
-                    *s = rest;
-                } else {
-                    *s = s.strip_prefix(']')?;
-                    return Some(());
-                }
-            }
-        }
+        b'[' => items(s, |s| skip(s, depth.checked_sub(1)?)),
         b'-' | b'0'..=b'9' => number(s).map(drop),
         _ => literal(s).map(drop),
     }
