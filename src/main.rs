@@ -112,9 +112,10 @@ fn command(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
             }
             .context("choosing this pod's shard")?;
             rt.block_on(async {
-                let client = kube::Client::try_default()
+                let config = kube::Config::infer()
                     .await
-                    .context("connecting to the API server (in-cluster or KUBECONFIG)")?;
+                    .context("reading the API server's config (in-cluster or KUBECONFIG)")?;
+                let client = kube::Client::try_from(config.clone()).context("connecting to the API server")?;
                 let opts = vworkspace_operator::run::Options {
                     journal: (journal != "memory").then(|| std::path::PathBuf::from(&journal)),
                     leader: (!no_leader_elect).then(|| {
@@ -142,6 +143,7 @@ fn command(cli: Cli, rt: &tokio::runtime::Runtime) -> anyhow::Result<()> {
                         ..Default::default()
                     },
                     max_active: (max_active_operations > 0).then_some(max_active_operations),
+                    api: Some(config),
                     ..Default::default()
                 };
                 vworkspace_operator::run::run_until(client, opts, terminated()).await.context("the operator stopped")

@@ -31,6 +31,8 @@ pub enum Error {
     Http(#[from] crate::http::Error),
     #[error("cannot open the audit log {path}: {source}")]
     Audit { path: String, source: std::io::Error },
+    #[error("cannot build the effector's API client: {0}")]
+    Client(#[source] kube::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -66,6 +68,11 @@ pub struct Options {
     /// How long a group commit waits for more records after the first (0: commit what is
     /// queued at once).
     pub commit_delay: Duration,
+    /// The API server's config. Given, the effector opens connections of its own, and checks
+    /// the lease term on each write as hyper first reads its body (`effector::fence::gated`);
+    /// `None` (one in-process operator in tests): it writes through the watches' client and
+    /// checks the term when the write is handed to it.
+    pub api: Option<kube::Config>,
 }
 
 impl Default for Options {
@@ -85,6 +92,7 @@ impl Default for Options {
             bounds: crate::pressure::Bounds::default(),
             max_active: None,
             commit_delay: Duration::from_millis(2),
+            api: None,
         }
     }
 }
@@ -250,7 +258,11 @@ pub async fn run_until(
         None => (tokio::sync::watch::channel(Some(crate::leader::Term::sole())).1, None),
     };
     let outage = Arc::new(crate::effector::outage::Outage::new(opts.limits.backoff_base, opts.limits.backoff_max));
-    let fenced = crate::effector::fence::client(client.clone(), leadership.clone(), outage);
+    let writer = match &opts.api {
+        Some(config) => crate::effector::fence::gated(config, leadership.clone()).map_err(Error::Client)?,
+        None => client.clone(),
+    };
+    let fenced = crate::effector::fence::client(writer, leadership.clone(), outage);
     let effector = Arc::new(Effector::new(fenced).with_lease(opts.leader.as_ref().map(|l| l.name.clone())));
     let pressure = crate::pressure::Pressure::new(opts.bounds);
     tokio::spawn(dispatch::run(

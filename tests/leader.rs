@@ -104,21 +104,25 @@ async fn standby_takes_over_under_a_new_epoch() {
     apps.abort();
 }
 
-/// The effector's client re-checks the term when a write is sent (found by the chaos suite's
-/// split brain: a paused leader's write left after the standby took over). Reads always go.
+/// The effector's client re-checks the term when a write is handed to it and again when hyper
+/// first reads the write's body (found by the chaos suite's split brain: a paused leader's
+/// writes left after the standby took over). Reads always go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fenced_client_sends_no_write_outside_a_term() {
     use k8s_openapi::api::core::v1::ConfigMap;
     use kube::api::PostParams;
     use vworkspace_operator::effector::fence;
     let client = support::client("admin").await;
+    let config = support::config("admin").await;
     let ns = support::namespace("fence").await;
     let (tx, rx) = tokio::sync::watch::channel(Some(leader::Term::sole()));
     let gate = std::sync::Arc::new(vworkspace_operator::effector::outage::Outage::new(
         Duration::from_millis(100),
         Duration::from_secs(30),
     ));
-    let fenced = fence::client(client.clone(), rx, gate);
+    // As `run` builds it: its own connections (TLS, client certificate), gated, under the check.
+    let gated = fence::gated(&config, rx.clone()).expect("a gated client from the kubeconfig");
+    let fenced = fence::client(gated.clone(), rx, gate);
     let cms: Api<ConfigMap> = Api::namespaced(fenced, &ns);
     let cm = |name: &str| serde_json::from_value::<ConfigMap>(json!({ "metadata": { "name": name } })).unwrap();
     cms.create(&PostParams::default(), &cm("while-leading")).await.expect("a write inside a term is sent");
@@ -126,6 +130,14 @@ async fn the_fenced_client_sends_no_write_outside_a_term() {
     let err = cms.create(&PostParams::default(), &cm("after-the-term")).await.expect_err("no term, no write");
     assert!(err.to_string().contains("lease term ended"), "{err}");
     assert!(cms.get("while-leading").await.is_ok(), "reads are not fenced");
+    // The gate alone, as when the process paused after the first check: refused on the
+    // connection, while reads through it still go.
+    let gated: Api<ConfigMap> = Api::namespaced(gated, &ns);
+    let err = gated.create(&PostParams::default(), &cm("past-the-check")).await.expect_err("the gate refuses");
+    assert!(format!("{err:?}").contains("Refused"), "{err:?}");
+    assert!(gated.get("while-leading").await.is_ok(), "reads pass the gate");
     let plain: Api<ConfigMap> = Api::namespaced(client, &ns);
-    assert!(plain.get_opt("after-the-term").await.unwrap().is_none(), "the refused write never reached the server");
+    for name in ["after-the-term", "past-the-check"] {
+        assert!(plain.get_opt(name).await.unwrap().is_none(), "the refused write {name} never reached the server");
+    }
 }

@@ -112,15 +112,19 @@ impl ControlPlane {
         }
     }
 
-    /// A client for one of the kubeconfig's contexts: `admin`, `alice` or `bob`.
-    pub async fn client(&self, context: &str) -> Result<kube::Client> {
+    /// The config of one of the kubeconfig's contexts: `admin`, `alice` or `bob`.
+    pub async fn config(&self, context: &str) -> Result<kube::Config> {
         let path = self.kubeconfig.display().to_string();
         let kc = Kubeconfig::read_from(&self.kubeconfig)
             .map_err(|source| Error::KubeconfigRead { path: path.clone(), source })?;
         let opts = KubeConfigOptions { context: Some(context.to_string()), ..Default::default() };
-        let config = kube::Config::from_custom_kubeconfig(kc, &opts)
-            .await
-            .map_err(|source| Error::KubeconfigRead { path: path.clone(), source })?;
+        kube::Config::from_custom_kubeconfig(kc, &opts).await.map_err(|source| Error::KubeconfigRead { path, source })
+    }
+
+    /// A client for one of the kubeconfig's contexts.
+    pub async fn client(&self, context: &str) -> Result<kube::Client> {
+        let config = self.config(context).await?;
+        let path = self.kubeconfig.display().to_string();
         kube::Client::try_from(config).map_err(|source| Error::Kubeconfig { path, source: Box::new(source) })
     }
 

@@ -65,6 +65,10 @@ pub fn kubeconfig() -> &'static Path {
 }
 
 /// A client for `admin`, `alice` or `bob`, bound to the calling test's runtime.
+pub async fn config(context: &str) -> kube::Config {
+    env().cp.config(context).await.expect("config from the test kubeconfig")
+}
+
 pub async fn client(context: &str) -> kube::Client {
     env().cp.client(context).await.expect("client from the test kubeconfig")
 }
