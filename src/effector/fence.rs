@@ -6,7 +6,9 @@
 //! connection was still being set up. So the term is checked twice more: when the request is
 //! handed to the client (`Fenced`), and on hyper's connection task when it first reads the
 //! request's body (`Gate`), after any connect and TLS handshake and just before the request
-//! is buffered and flushed. The window left is that one poll.
+//! is buffered and flushed. The window left runs from that poll until the kernel takes the
+//! request's last byte: a body larger than the socket's send buffer finishes when the process
+//! wakes.
 //! While the server is unreachable, requests first wait their turn (`outage`), and the term is
 //! checked after that wait.
 
@@ -124,7 +126,7 @@ impl http_body::Body for Gate {
     }
 
     // Until the check ran, the body is never "ended": hyper would write the request without
-    // polling it.
+    // polling it. (So would a `Content-Length: 0` header or HTTP/1.0; kube sends neither.)
     fn is_end_stream(&self) -> bool {
         self.term.is_none() && self.body.is_end_stream()
     }
@@ -139,15 +141,20 @@ impl http_body::Body for Gate {
 }
 
 /// A client whose every write is `Gate`d, with the layers kube's default client has for
-/// reaching the server and authenticating (its base URI, auth, extra headers and connect
-/// timeout). Left out on purpose: kube's retry layer, which would send a write again below
-/// every check; the dispatcher retries instead, and checks the term before each attempt.
+/// reaching the server and authenticating: its base URI, auth (token refresh, exec plugins),
+/// extra headers, TLS, and its connect (TCP and TLS), read and write timeouts. Left out on
+/// purpose: kube's retry layer, which would send a write again below every check; the
+/// dispatcher retries instead, and checks the term before each attempt. HTTP/1 only, as kube's:
+/// HTTP/2 would send a request's headers before reading its body.
 pub fn gated(config: &kube::Config, leadership: Leadership) -> Result<kube::Client, kube::Error> {
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
-    http.set_connect_timeout(config.connect_timeout);
-    let https = config.rustls_https_connector_with_connector(http)?;
-    let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https);
+    let mut connector = hyper_timeout::TimeoutConnector::new(config.rustls_https_connector_with_connector(http)?);
+    connector.set_connect_timeout(config.connect_timeout);
+    connector.set_read_timeout(config.read_timeout);
+    connector.set_write_timeout(config.write_timeout);
+    connector.set_reset_reader_on_write(config.reset_reader_on_write);
+    let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
     let stack = tower::ServiceBuilder::new()
         .layer(config.base_uri_layer())
         .option_layer(config.auth_layer()?)
