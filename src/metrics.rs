@@ -38,6 +38,7 @@ pub struct Metrics {
     pub ingest_paused_seconds: Counter<f64, AtomicU64>,
     pub operations_waiting: Gauge,
     pub api_unreachable: Gauge,
+    pub writes_fenced: Family<Labels, Counter>,
 }
 
 fn latency() -> Histogram {
@@ -49,6 +50,12 @@ fn long() -> Histogram {
 }
 
 impl Metrics {
+    /// A write the fence refused: `handed` when given to the client, `connection` as hyper read
+    /// its body (`effector::fence`).
+    pub fn fenced(&self, check: &'static str) {
+        self.writes_fenced.get_or_create(&vec![("check", check.to_string())]).inc();
+    }
+
     fn new() -> Self {
         let mut r = Registry::default();
         let m = Self {
@@ -74,6 +81,7 @@ impl Metrics {
             ingest_paused_seconds: Counter::default(),
             operations_waiting: Gauge::default(),
             api_unreachable: Gauge::default(),
+            writes_fenced: Family::default(),
         };
         r.register("controller_runtime_reconcile", "Operations reconciled, by result", m.reconcile.clone());
         r.register(
@@ -129,6 +137,11 @@ impl Metrics {
             "vworkspace_api_unreachable",
             "1 while the API server gives the effector no response (its requests wait, one probes)",
             m.api_unreachable.clone(),
+        );
+        r.register(
+            "vworkspace_writes_fenced",
+            "Writes refused, not sent, because this process's lease term had ended, by where the check ran",
+            m.writes_fenced.clone(),
         );
         r.register("vworkspace_lease_epoch", "The lease epoch this process last held", m.lease_epoch.clone());
         r.register(

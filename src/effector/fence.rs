@@ -55,6 +55,7 @@ impl tower::Service<Request<Body>> for Fenced {
         Box::pin(async move {
             let probe = outage.admit().await;
             if mutating && leader::current(&leadership).is_none() {
+                crate::metrics::get().fenced("handed");
                 return Err(kube::Error::Service(REFUSED.into()));
             }
             // `send` hands back every HTTP response, error statuses included: an error here
@@ -120,6 +121,7 @@ impl http_body::Body for Gate {
         if let Some(l) = self.term.take()
             && leader::current(&l).is_none()
         {
+            crate::metrics::get().fenced("connection");
             return Poll::Ready(Some(Err(Box::new(Refused))));
         }
         Pin::new(&mut self.body).poll_frame(cx).map_err(Into::into)
@@ -218,8 +220,13 @@ mod tests {
         Some(Term { epoch: 3, valid_until: tokio::time::Instant::now() - Duration::from_millis(1) })
     }
 
+    fn fenced(check: &'static str) -> u64 {
+        crate::metrics::get().writes_fenced.get_or_create(&vec![("check", check.to_string())]).get()
+    }
+
     #[tokio::test]
     async fn a_write_outside_a_term_never_reaches_the_socket() {
+        let before = fenced("connection");
         // The gated client alone, without `Fenced`: the connection is made, then the body's
         // first poll refuses, and not one byte of the request is sent.
         for term in [None, ended()] {
@@ -234,6 +241,10 @@ mod tests {
             send(None, http::Request::delete("/api/v1/namespaces/default/pods/p").body(b"{}".to_vec()).unwrap()).await;
         assert!(result.is_err());
         assert_eq!(received, "");
+        // Five refusals, each counted where it happened (other tests here refuse none).
+        assert_eq!(fenced("connection") - before, 5);
+        let text = crate::metrics::get().encode();
+        assert!(text.contains("vworkspace_writes_fenced_total{check=\"connection\"} "), "{text}");
     }
 
     #[tokio::test]

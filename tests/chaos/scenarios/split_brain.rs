@@ -21,6 +21,15 @@ async fn holder(client: &kube::Client, ns: &str) -> String {
         .unwrap_or_default()
 }
 
+/// `vworkspace_writes_fenced_total` summed over its labels, from a `/metrics` text.
+fn fenced_writes(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("vworkspace_writes_fenced_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .fold(0.0, |a, b| a + b)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_brain_old_leader_never_writes() {
     let _turn = super::turn().await;
@@ -45,6 +54,7 @@ async fn split_brain_old_leader_never_writes() {
     let mut late_writes = Vec::new();
     let mut takeovers = Vec::new();
     let mut leader_writes = Vec::new();
+    let mut fenced = Vec::new();
     for round in 0..rounds {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut leader = holder(&rig.cluster.client, &rig.ns).await;
@@ -77,6 +87,8 @@ async fn split_brain_old_leader_never_writes() {
                 late_writes.push(format!("{} after waking: {} {}", names[l], w.method, w.path));
             }
         }
+        // What the fence refused (reported, not asserted: it depends on what was in flight).
+        fenced.push(fenced_writes(&ops[l].metrics().await));
     }
     let report = rig.settle(&planned, Duration::from_secs(180)).await;
     for op in &mut ops {
@@ -89,7 +101,7 @@ async fn split_brain_old_leader_never_writes() {
         rounds,
         &report,
         &format!(
-            "takeover_s={:?} leader_writes_before_stop={leader_writes:?} late_writes={} journal_verify={verified:?}",
+            "takeover_s={:?} leader_writes_before_stop={leader_writes:?} late_writes={} fenced_total={fenced:?} journal_verify={verified:?}",
             takeovers.iter().map(|d| d.as_secs()).collect::<Vec<_>>(),
             late_writes.len()
         ),
