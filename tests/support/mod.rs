@@ -64,11 +64,12 @@ pub fn kubeconfig() -> &'static Path {
     &env().cp.kubeconfig
 }
 
-/// A client for `admin`, `alice` or `bob`, bound to the calling test's runtime.
+/// The config of `admin`, `alice` or `bob` (what the operator's binary infers from a kubeconfig).
 pub async fn config(context: &str) -> kube::Config {
     env().cp.config(context).await.expect("config from the test kubeconfig")
 }
 
+/// A client for `admin`, `alice` or `bob`, bound to the calling test's runtime.
 pub async fn client(context: &str) -> kube::Client {
     env().cp.client(context).await.expect("client from the test kubeconfig")
 }

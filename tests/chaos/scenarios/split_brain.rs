@@ -21,15 +21,6 @@ async fn holder(client: &kube::Client, ns: &str) -> String {
         .unwrap_or_default()
 }
 
-/// `vworkspace_writes_fenced_total` summed over its labels, from a `/metrics` text.
-fn fenced_writes(metrics: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("vworkspace_writes_fenced_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .fold(0.0, |a, b| a + b)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_brain_old_leader_never_writes() {
     let _turn = super::turn().await;
@@ -88,7 +79,8 @@ async fn split_brain_old_leader_never_writes() {
             }
         }
         // What the fence refused (reported, not asserted: it depends on what was in flight).
-        fenced.push(fenced_writes(&ops[l].metrics().await));
+        let metrics = ops[l].metrics().await;
+        fenced.push(crate::support::metric_sample(&metrics, "vworkspace_writes_fenced_total", &[]).unwrap_or(0.0));
     }
     let report = rig.settle(&planned, Duration::from_secs(180)).await;
     for op in &mut ops {
