@@ -113,9 +113,14 @@ fn target_of(i: usize) -> String {
     format!("app-{}", i % TARGETS)
 }
 
-async fn create_ops(client: &kube::Client, ns: &str, prefix: &str, n: usize) -> BTreeMap<String, String> {
+async fn create_ops(
+    client: &kube::Client,
+    ns: &str,
+    prefix: &str,
+    numbers: std::ops::Range<usize>,
+) -> BTreeMap<String, String> {
     let mut made = BTreeMap::new();
-    for i in 0..n {
+    for i in numbers {
         let (name, target) = (format!("{prefix}-{i}"), target_of(i));
         support::apply(client, &support::ar::<Operation>(), Some(ns), json!({ "apiVersion": "ops.vworkspace.io/v1alpha1", "kind": "Operation",
             "metadata": { "name": name, "namespace": ns }, "spec": { "type": "RunCommand", "target": { "name": target } } })).await;
@@ -233,35 +238,44 @@ async fn three_shards_split_300_operations_survive_a_kill_and_hand_over_on_scale
     })
     .await;
 
-    // 300 Operations; shard 1 is killed once a third of them have their Job.
+    // 300 Operations: shard 1 is killed once 50 of the first 150 have their Job, and the other
+    // 150 arrive while it is down (every 300 created first, most had ended before any kill).
     let ops: Api<Operation> = Api::namespaced(client.clone(), &ns);
     let job_api: Api<Job> = Api::namespaced(client.clone(), &ns);
-    let made = create_ops(&client, &ns, "a", 300).await;
-    let per_shard: BTreeMap<u32, usize> = made.values().fold(BTreeMap::new(), |mut m, t| {
-        *m.entry(owner(&ns, t, 3)).or_default() += 1;
-        m
-    });
-    assert_eq!(per_shard.len(), 3, "every shard has Operations: {per_shard:?}");
-    wait_until(&mut shards, "100 Jobs created", Duration::from_secs(120), || async {
-        jobs(&job_api).await.len() >= 100
-    })
-    .await;
+    let mut made = create_ops(&client, &ns, "a", 0..150).await;
+    wait_until(&mut shards, "50 Jobs created", Duration::from_secs(120), || async { jobs(&job_api).await.len() >= 50 })
+        .await;
     let epoch = |l: Lease| l.spec.and_then(|s| s.lease_transitions).unwrap_or(0);
     let epoch_before = epoch(leases.get(&format!("{FAMILY}-shard-1")).await.unwrap());
     let mut one = shards.procs.remove(&1).unwrap();
     one.kill().unwrap();
     one.wait().unwrap();
-    let done_at_kill = phases(&ops).await.values().filter(|p| p.as_str() == "Succeeded").count();
+    made.extend(create_ops(&client, &ns, "a", 150..300).await);
+    let per_shard: BTreeMap<u32, usize> = made.values().fold(BTreeMap::new(), |mut m, t| {
+        *m.entry(owner(&ns, t, 3)).or_default() += 1;
+        m
+    });
+    assert_eq!(per_shard.len(), 3, "every shard has Operations: {per_shard:?}");
+    let at_restart = phases(&ops).await;
+    let done = at_restart.values().filter(|p| p.as_str() == "Succeeded").count();
+    let open_of_1 = made
+        .iter()
+        .filter(|(n, t)| owner(&ns, t, 3) == 1 && at_restart.get(*n).is_none_or(|p| p != "Succeeded"))
+        .count();
+    assert!(open_of_1 > 0, "shard 1 had Operations left when it was killed");
     shards.start(1, 3);
     wait_until(&mut shards, "all 300 Succeeded", Duration::from_secs(240), || async {
         let p = phases(&ops).await;
         p.len() == 300 && p.values().all(|p| p == "Succeeded")
     })
     .await;
-    eprintln!("{done_at_kill} of 300 had succeeded when shard 1 was killed; shards {per_shard:?}");
-    let epoch_after = epoch(leases.get(&format!("{FAMILY}-shard-1")).await.unwrap());
-    assert_eq!(epoch_after, epoch_before + 1, "the replacement took the Lease over in a new term");
-    assert!(done_at_kill < 300, "the kill came mid-flight");
+    eprintln!("{done} of 300 had succeeded when shard 1 came back, {open_of_1} of its own open; shards {per_shard:?}");
+    wait_until(&mut shards, "the replacement takes shard 1's Lease in a new term", Duration::from_secs(60), || async {
+        let l = leases.get(&format!("{FAMILY}-shard-1")).await.unwrap();
+        let holder = l.spec.as_ref().and_then(|s| s.holder_identity.clone());
+        holder.as_deref() == Some("vworkspace-operator-1") && epoch(l) == epoch_before + 1
+    })
+    .await;
 
     // Exactly one Job each, created under the Lease of the shard the target hashes to.
     let by_op = jobs(&job_api).await;
@@ -293,7 +307,7 @@ async fn three_shards_split_300_operations_survive_a_kill_and_hand_over_on_scale
 
     // Scale 3 → 2 with Operations in flight: the simulators pause, so Jobs stay running.
     sims.abort();
-    let moving = create_ops(&client, &ns, "b", 60).await;
+    let moving = create_ops(&client, &ns, "b", 0..60).await;
     wait_until(&mut shards, "60 more Jobs", Duration::from_secs(120), || async {
         let j = jobs(&job_api).await;
         moving.keys().all(|n| j.contains_key(n))
