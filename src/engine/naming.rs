@@ -51,6 +51,20 @@ pub fn step_command_id(prefix: &str, step: u32, what: &str) -> String {
     format!("{prefix}-{step}-{what}")
 }
 
+/// `{prefix}-c{counter}-{action in lower case}`: the ID of a command that is not a step's
+/// create. Written without `format!`: an ID is built for most commands, and the formatting
+/// machinery was a third of what issuing one cost.
+pub fn counted_command_id(prefix: &str, counter: u64, action: &str) -> String {
+    let counter = counter.to_string();
+    let mut id = String::with_capacity(prefix.len() + 3 + counter.len() + action.len());
+    id.push_str(prefix);
+    id.push_str("-c");
+    id.push_str(&counter);
+    id.push('-');
+    id.extend(action.chars().map(|c| c.to_ascii_lowercase()));
+    id
+}
+
 /// What every command ID of an Operation starts with.
 pub fn uid_prefix(uid: &str) -> String {
     short_hash(&[uid], 6)
@@ -78,6 +92,16 @@ pub fn trace_id(uid: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_counted_command_id_reads_as_format_would_write_it() {
+        for counter in [0, 1, 9, 10, 99, 100, 12_345, u64::MAX] {
+            for action in ["EmitEvent", "PatchStatus", "SetTimer", "RemoveFinalizer"] {
+                let want = format!("{}-c{}-{}", "a18b61fbced2", counter, action.to_ascii_lowercase());
+                assert_eq!(counted_command_id("a18b61fbced2", counter, action), want);
+            }
+        }
+    }
 
     #[test]
     fn names_are_stable_bounded_and_distinct_per_step() {
